@@ -1,0 +1,1 @@
+"""Run configs shipped with losslens: `losslens train NAME` loads NAME.toml from here."""

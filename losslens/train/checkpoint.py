@@ -1,0 +1,87 @@
+"""Checkpoints: atomic, self-verifying files.
+
+File layout: 8-byte magic `LLCKPT01`, the 32-byte sha256 of the payload, then the payload (a
+`torch.save` of a dict). A truncated or corrupted file fails the hash and is reported, never loaded.
+
+A run keeps, per milestone, `ckpt-<tokens>.pt` (model weights and metadata: what evaluation reads)
+and, for the newest few, `state-<tokens>.pt` (optimizer state: what exact resume needs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from pathlib import Path
+
+import torch
+
+from losslens.errors import InputError
+from losslens.io import write_bytes
+
+MAGIC = b"LLCKPT01"
+_NAME = re.compile(r"^(ckpt|state)-(\d{12})\.pt$")
+
+
+class CorruptCheckpoint(InputError):
+    pass
+
+
+def ckpt_path(run_dir: Path, tokens: int, kind: str = "ckpt") -> Path:
+    return Path(run_dir) / "checkpoints" / f"{kind}-{tokens:012d}.pt"
+
+
+def save(path: str | Path, payload: dict) -> str:
+    """Write `payload` atomically; returns its sha256."""
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    data = buf.getvalue()
+    digest = hashlib.sha256(data).digest()
+    write_bytes(path, MAGIC + digest + data)
+    return digest.hex()
+
+
+def load(path: str | Path) -> dict:
+    """Read and verify a checkpoint file; `CorruptCheckpoint` names the file and what is wrong."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise CorruptCheckpoint(path, f"cannot read checkpoint: {err.strerror}") from None
+    if raw[:8] != MAGIC:
+        raise CorruptCheckpoint(path, "not a losslens checkpoint (bad magic)")
+    payload = raw[40:]
+    if len(raw) < 40 or hashlib.sha256(payload).digest() != raw[8:40]:
+        raise CorruptCheckpoint(path, "checkpoint is truncated or corrupted (sha256 mismatch)")
+    return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
+
+
+def sha256_of(path: str | Path) -> str:
+    """The payload hash stored in a checkpoint's header (no full read)."""
+    with open(path, "rb") as f:
+        head = f.read(40)
+    return head[8:40].hex()
+
+
+def list_checkpoints(run_dir: str | Path, kind: str = "ckpt") -> list[tuple[int, Path]]:
+    """(tokens, path) of the run's checkpoint files of one kind, oldest first."""
+    folder = Path(run_dir) / "checkpoints"
+    found = []
+    for p in folder.glob(f"{kind}-*.pt") if folder.is_dir() else []:
+        m = _NAME.match(p.name)
+        if m and m.group(1) == kind:
+            found.append((int(m.group(2)), p))
+    return sorted(found)
+
+
+def load_model(path: str | Path):
+    """A trained `LlamaLM` from a checkpoint file, in eval mode, and the checkpoint's metadata."""
+    from losslens.model import LlamaLM, ModelConfig
+
+    ckpt = load(path)
+    if "model" not in ckpt or "model_config" not in ckpt:
+        raise InputError(path, "not a model checkpoint (no weights)", field="model")
+    model = LlamaLM(ModelConfig(**ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model, {k: v for k, v in ckpt.items() if k != "model"}

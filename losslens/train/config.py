@@ -1,0 +1,144 @@
+"""The run config: `[data]`, `[model]` and `[train]` tables of one TOML file, validated before any work.
+
+Named configs ship inside the package (`losslens/configs/NAME.toml`); `losslens train NAME` or a
+path both work. `load_run_config` raises `InputError(file, msg, field="train.tokens")` for unknown keys,
+wrong types and impossible values, so the CLI prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from losslens.config import from_dict, load_toml
+from losslens.data.prepare import DataConfig
+from losslens.errors import InputError
+
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    """The `[train]` table: optimisation and checkpointing of one run."""
+
+    tokens: int                            # token budget: the cosine schedule reaches its minimum exactly here
+    batch_size: int = 32                   # global batch, in sequences (split across data-parallel ranks)
+    micro_batch_size: int | None = None    # per forward pass; gradients accumulate up to batch_size
+    seq_len: int = 128
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1              # final lr = lr * min_lr_ratio
+    warmup_fraction: float = 0.05          # linear warmup over this share of the steps
+    weight_decay: float = 0.1              # on matrices and embeddings, not on norm gains
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0                 # max global grad norm; 0 turns clipping off
+    precision: str = "fp32"                # "fp32" or "bf16" (autocast)
+    compile: bool = False                  # torch.compile the model
+    seed: int = 0                          # init and data order
+    threads: int = 0                       # torch threads per process; 0 leaves torch's default
+    checkpoints: list[int] | None = None   # token milestones; default: `num_checkpoints` geometric ones
+    num_checkpoints: int = 8
+    first_checkpoint: int | None = None    # first geometric milestone; default tokens / 2**(num_checkpoints-1)
+    eval_tokens: int = 65536               # held-out tokens scored at every checkpoint
+    keep_states: int = 2                   # optimizer states kept for resume (older ones are pruned)
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.seq_len
+
+    @property
+    def total_steps(self) -> int:
+        return math.ceil(self.tokens / self.tokens_per_step)
+
+    def milestone_steps(self) -> list[int]:
+        """Steps (1-based counts of optimizer steps) after which a checkpoint is written; ends at total."""
+        total = self.total_steps
+        if self.checkpoints is not None:
+            marks = list(self.checkpoints)
+        else:
+            first = self.first_checkpoint or self.tokens / 2 ** (self.num_checkpoints - 1)
+            ratio = (self.tokens / first) ** (1 / max(self.num_checkpoints - 1, 1))
+            marks = [first * ratio**i for i in range(self.num_checkpoints)]
+        steps = {min(total, max(1, math.ceil(t / self.tokens_per_step))) for t in marks}
+        return sorted(steps | {total})
+
+    def validate(self, *, source=None, prefix="train"):
+        def bad(key, msg):
+            raise InputError(source, msg, field=f"{prefix}.{key}")
+
+        for key in ("batch_size", "seq_len", "tokens", "num_checkpoints", "eval_tokens", "keep_states"):
+            if getattr(self, key) < 1:
+                bad(key, f"must be >= 1, got {getattr(self, key)}")
+        if self.tokens < self.tokens_per_step:
+            bad("tokens", f"budget {self.tokens} is smaller than one batch "
+                          f"({self.batch_size} x {self.seq_len} = {self.tokens_per_step} tokens)")
+        if self.micro_batch_size is not None and (self.micro_batch_size < 1 or self.batch_size % self.micro_batch_size):
+            bad("micro_batch_size", f"must divide batch_size {self.batch_size}, got {self.micro_batch_size}")
+        if self.lr <= 0 or not math.isfinite(self.lr):
+            bad("lr", f"must be a positive number, got {self.lr}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            bad("min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
+        if not 0 <= self.warmup_fraction < 1:
+            bad("warmup_fraction", f"must be in [0, 1), got {self.warmup_fraction}")
+        for key in ("beta1", "beta2"):
+            if not 0 <= getattr(self, key) < 1:
+                bad(key, f"must be in [0, 1), got {getattr(self, key)}")
+        if self.weight_decay < 0 or self.grad_clip < 0 or self.threads < 0:
+            key = "weight_decay" if self.weight_decay < 0 else "grad_clip" if self.grad_clip < 0 else "threads"
+            bad(key, "must be >= 0")
+        if self.precision not in PRECISIONS:
+            bad("precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.checkpoints is not None:
+            if not self.checkpoints:
+                bad("checkpoints", "empty list")
+            for i, t in enumerate(self.checkpoints):
+                if not 0 < t <= self.tokens:
+                    bad(f"checkpoints[{i}]", f"milestone {t} is outside (0, tokens={self.tokens}]")
+        if self.first_checkpoint is not None and not 0 < self.first_checkpoint <= self.tokens:
+            bad("first_checkpoint", f"must be in (0, tokens={self.tokens}]")
+
+
+@dataclass
+class RunConfig:
+    """One training run: corpus and tokenizer, model shape, optimisation."""
+
+    train: TrainConfig
+    name: str = "run"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: dict = field(default_factory=lambda: {"preset": "tiny"})  # ModelConfig fields or a preset
+
+    def validate(self, *, source=None, prefix=""):
+        from losslens.model import ModelConfig
+        # vocab_size comes from the tokenizer later; a placeholder lets the shape be checked now.
+        cfg = ModelConfig.from_dict({"vocab_size": 256, "max_seq_len": self.train.seq_len, **self.model},
+                                    source=source)
+        if cfg.max_seq_len < self.train.seq_len:
+            raise InputError(source, f"max_seq_len {cfg.max_seq_len} < train.seq_len {self.train.seq_len}",
+                             field="model.max_seq_len")
+
+
+def named_configs() -> list[str]:
+    return sorted(p.name.removesuffix(".toml") for p in resources.files("losslens.configs").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    """A path to a TOML file, or the name of a config shipped with losslens ("default", "small", ...)."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        return path
+    if name_or_path in named_configs():
+        return Path(str(resources.files("losslens.configs") / f"{name_or_path}.toml"))
+    raise InputError(path, f"no such config file or shipped config (shipped: {', '.join(named_configs())})")
+
+
+def load_run_config(name_or_path: str) -> tuple[RunConfig, Path]:
+    path = resolve_config_path(name_or_path)
+    data = load_toml(path)
+    if "train" not in data:
+        raise InputError(path, "missing [train] table", field="train")
+    # Relative paths inside a config are taken from the working directory, like paths on the command line.
+    cfg = from_dict(RunConfig, data, source=path)
+    return cfg, path
