@@ -14,23 +14,26 @@ import sys
 from losslens import __version__
 from losslens.errors import UserError
 
-# Modules with a `register(subparsers)` function, in the order `losslens --help` lists them.
-COMMAND_MODULES = [
-    "losslens.world.command",
-    "losslens.train.command",
-    "losslens.model.command",
-    "losslens.analysis.command",
-]
+# Which module registers each command. Only the module of the command being run is imported, so
+# `losslens world` never pays for importing torch; `losslens --help` imports them all.
+COMMANDS = {
+    "world": "losslens.world.command",
+    "train": "losslens.train.command",
+    "export": "losslens.train.command",
+    "model-info": "losslens.model.command",
+    "analyze": "losslens.analysis.command",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="losslens",
         description="Emergent abilities of language models from the loss perspective.",
     )
     parser.add_argument("--version", action="version", version=f"losslens {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    wanted = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for name in wanted:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as err:
@@ -42,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

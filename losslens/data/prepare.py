@@ -52,7 +52,7 @@ class DataConfig:
             self.world = {}  # the embedded default world
         if self.world is not None:
             from losslens.world import WorldConfig
-            WorldConfig.from_dict(self.world, source=source)  # validates the knobs before any work
+            WorldConfig.from_dict(self.world, source=source, prefix=f"{prefix}.world")  # checked before any work
         paths = [("world_dir", self.world_dir)] if self.world_dir else []
         paths += [(f"text[{i}]", p) for i, p in enumerate(self.text or [])]
         paths += [(f"val_text[{i}]", p) for i, p in enumerate(self.val_text or [])]
