@@ -21,7 +21,10 @@ COMMANDS = {
     "train": "losslens.train.command",
     "export": "losslens.train.command",
     "model-info": "losslens.model.command",
+    "eval": "losslens.evaluate.command",
     "analyze": "losslens.analysis.command",
+    "results": "losslens.store_command",
+    "import-lm-eval": "losslens.evaluate.harness_command",
 }
 
 

@@ -81,3 +81,29 @@ def run_cli(*args: str, cwd: Path | None = None, check: bool = False, timeout: f
         raise AssertionError(f"losslens {' '.join(map(str, args))} failed ({proc.returncode}):\n"
                              f"{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def world_dir(tmp_path_factory) -> Path:
+    """A small synthetic world (about 1 MB), generated once per test session."""
+    from losslens.world import WorldConfig, generate_world
+
+    out = tmp_path_factory.mktemp("world") / "w"
+    generate_world(WorldConfig(seed=0, size_mb=1.0), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def world_run(tmp_path_factory, world_dir) -> Path:
+    """A tiny model trained for a few dozen steps on the world: a real run dir with checkpoints."""
+    from losslens.train.config import load_run_config
+    from losslens.train.loop import train
+
+    base = tmp_path_factory.mktemp("world_run")
+    cfg_path = base / "run.toml"
+    cfg_path.write_text(f'name = "world-nano"\n[data]\nworld_dir = "{world_dir}"\nvocab_size = 512\n'
+                        '[model]\npreset = "nano"\n[train]\ntokens = 81920\nbatch_size = 16\nseq_len = 128\n'
+                        'num_checkpoints = 3\neval_tokens = 4096\nthreads = 2\n')
+    cfg, source = load_run_config(str(cfg_path))
+    train(cfg, base / "run", config_source=str(source), quiet=True)
+    return base / "run"

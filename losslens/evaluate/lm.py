@@ -1,0 +1,136 @@
+"""One model interface for everything evaluation does: a Hugging Face causal LM and its tokenizer.
+
+Our checkpoints are converted in memory to `LlamaForCausalLM` (the same weights `losslens export`
+writes; logits equal ours within 1e-5), so losslens checkpoints and any local `AutoModelForCausalLM`
+directory go through exactly the same scoring code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from losslens.errors import InputError
+
+DTYPES = ("fp32", "bf16")
+
+
+@dataclass
+class LM:
+    model: "transformers.PreTrainedModel"  # noqa: F821
+    tokenizer: "transformers.PreTrainedTokenizerBase"  # noqa: F821
+    name: str
+    dtype: str = "fp32"
+    batch_size: int = 32
+    meta: dict = field(default_factory=dict)  # what we know: run, step, tokens, params, world_dir, ...
+
+    def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise InputError(None, f"must be one of {', '.join(DTYPES)}, got {self.dtype!r}", field="dtype")
+        self.model.eval()
+        self.device = next(self.model.parameters()).device
+        self.max_length = _max_length(self.model)
+        tok = self.tokenizer
+        eos = tok.eos_token_id if tok.eos_token_id is not None else tok.bos_token_id
+        if eos is None:
+            raise InputError(None, "tokenizer has neither an EOS nor a BOS token", field="tokenizer")
+        self.eos_id = int(eos)
+        self.pad_id = int(tok.pad_token_id) if tok.pad_token_id is not None else self.eos_id
+
+    @classmethod
+    def from_hf(cls, model, tokenizer, **kwargs) -> "LM":
+        return cls(model=model, tokenizer=tokenizer, name=kwargs.pop("name", model.config.name_or_path or "model"),
+                   **kwargs)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def autocast(self):
+        if self.dtype == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def non_embedding_params(self) -> int:
+        return int(self.model.num_parameters(exclude_embeddings=True))
+
+
+def _max_length(model) -> int:
+    cfg = model.config
+    for key in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
+        value = getattr(cfg, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 2048
+
+
+def to_hf_model(model):
+    """Our `LlamaLM` as an in-memory `transformers.LlamaForCausalLM` with the same weights."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from losslens.model.hf import hf_config, hf_state_dict, unwrap
+
+    model = unwrap(model)
+    config = LlamaConfig(**{k: v for k, v in hf_config(model).items() if k not in ("architectures", "model_type")})
+    hf = LlamaForCausalLM(config)
+    missing, unexpected = hf.load_state_dict(hf_state_dict(model), strict=False)
+    if unexpected or [m for m in missing if m != "lm_head.weight"]:
+        raise RuntimeError(f"weight mapping mismatch: missing {missing}, unexpected {unexpected}")
+    if config.tie_word_embeddings:
+        hf.tie_weights()
+    return hf.eval()
+
+
+def load_lm(path: str | Path, *, dtype: str = "fp32", device: str = "cpu", batch_size: int = 32) -> LM:
+    """A losslens checkpoint (ckpt-*.pt or a run dir: its newest checkpoint) or a local HF model dir."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such checkpoint or model directory")
+    if path.is_dir() and (path / "config.json").is_file():
+        try:
+            model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        except Exception as err:  # transformers raises many kinds for a broken directory
+            raise InputError(path, f"cannot load a Hugging Face causal LM: {str(err).splitlines()[0]}") from None
+        meta = {"source": "hf", "path": str(path)}
+        return LM(model=model.to(device), tokenizer=tokenizer, name=path.name, dtype=dtype,
+                  batch_size=batch_size, meta=meta)
+
+    from losslens.train import checkpoint as ckpt
+
+    if path.is_dir():
+        found = ckpt.list_checkpoints(path)
+        if not found:
+            raise InputError(path, "neither a Hugging Face model dir (config.json) nor a run dir with checkpoints")
+        path = found[-1][1]
+    ours, meta = ckpt.load_model(path)
+    tokenizer_dir = meta.get("tokenizer")
+    if not tokenizer_dir or not Path(tokenizer_dir).is_dir():
+        raise InputError(path, f"tokenizer directory {tokenizer_dir!r} recorded in the checkpoint is missing",
+                         field="tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
+    from losslens.model import param_counts
+    from losslens.model.config import ModelConfig
+
+    total, non_embedding = param_counts(ModelConfig(**meta["model_config"]))
+    run_dir = path.parent.parent
+    meta = {**meta, "source": "losslens", "path": str(path), "run_dir": str(run_dir), "params": non_embedding,
+            "total_params": total, "world_dir": _world_of(run_dir)}
+    return LM(model=to_hf_model(ours).to(device), tokenizer=tokenizer, name=meta.get("run") or run_dir.name,
+              dtype=dtype, batch_size=batch_size, meta=meta)
+
+
+def _world_of(run_dir: Path) -> str | None:
+    """The world a run trained on, from its run record and data dir, if any."""
+    import json
+
+    try:
+        record = json.loads((run_dir / "run.json").read_text())
+        data = json.loads((Path(record["data_dir"]) / "data.json").read_text())
+        return data.get("world_dir")
+    except (OSError, KeyError, json.JSONDecodeError):
+        return None
