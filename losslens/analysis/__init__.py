@@ -1,0 +1,27 @@
+"""Analysis: pure functions over a tidy table (one row per model, checkpoint, task and metric).
+
+    table.py      the tidy schema, validation, CSV / SQLite loading (`TidyTable`)
+    sources/      loaders for the published tables in ../shared/data
+    emergence.py  Eq. 3 threshold vs smooth fits, eta with a bootstrap interval, verdicts
+    same_loss.py  does size or data explain performance beyond loss? (and does compute collapse?)
+    scaling.py    Chinchilla and Gadre scaling-law fits          predict.py  prediction and backtests
+    report.py     `analyze(table) -> AnalysisReport`, the JSON    figures.py  matplotlib figures
+
+The names below are imported on first use, so `losslens --help` does not pay for scipy.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "EmergenceConfig": "emergence", "EmergenceResult": "emergence", "analyze_emergence": "emergence",
+    "SameLossConfig": "same_loss", "SameLossResult": "same_loss", "analyze_same_loss": "same_loss",
+    "AnalysisReport": "report", "TaskReport": "report", "analyze": "report",
+    "TidyTable": "table", "read_csv": "table", "read_db": "table", "validate": "table",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"losslens.analysis.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'losslens.analysis' has no attribute {name!r}")

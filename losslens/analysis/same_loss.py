@@ -1,0 +1,315 @@
+"""The same-loss test (the paper's claim 1): at equal pre-training loss, do model size N or data size D
+still explain performance?
+
+Per (task, metric), with runs kept whole in grouped K-fold cross-validation:
+
+    base:  y ~ f(x)               f monotone (isotonic), x = loss (performance falls as loss rises)
+    with:  y ~ f(x) + b * z       z = log N, or log D (tokens seen); f and b jointly least squares
+
+The improvement is the relative drop in cross-validated squared error, 1 - MSE_with / MSE_base
+(> 0: the covariate predicts held-out runs better). Its interval resamples runs (bootstrap over the
+per-run errors); its p-value permutes z across runs (each run keeps its own checkpoint pattern of z,
+shifted to another run's level) and recomputes the cross-validated improvement.
+
+The same machinery with x = -log C (compute C = 6ND) asks whether compute collapses the runs: the paper
+found it does not (at equal compute, size still matters), while loss does. `r2_loss` and `r2_compute`
+say how much of the variance a monotone function of each axis explains out of sample.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from losslens.analysis import stats as st
+
+
+@dataclasses.dataclass(frozen=True)
+class SameLossConfig:
+    folds: int = 5
+    permutations: int = 99     # at most this many; p-value resolution is 1 / (permutations + 1)
+    stop_after: int = 10       # stop permuting once this many permuted improvements reach the observed one
+    bootstrap: int = 1000
+    level: float = 0.95
+    alpha: float = 0.05
+    max_iter: int = 30         # root-finding steps for b
+    min_runs: int = 4          # fewer runs than this: no test (nothing to hold out)
+
+
+def _normalised(sub: pd.DataFrame) -> np.ndarray:
+    """Performance with higher = better (so every f is decreasing in loss)."""
+    v = sub["value"].to_numpy(float)
+    hib = bool(sub["higher_is_better"].iloc[0]) if "higher_is_better" in sub.columns else True
+    return v if hib else -v
+
+
+# ---------------------------------------------------------------- fits
+
+
+class MonotoneFit:
+    """Least squares y ~ f(x) + b z with f non-increasing in x, for a fixed x and many y or z.
+
+    Sorting x happens once here; each fit is then a bincount and one pool-adjacent-violators pass.
+    b solves g(b) = z_c . (y - b z_c - f_b) = 0, where f_b is the isotonic fit of y - b z_c; g is
+    monotone (the problem is convex), so a safeguarded secant search finds b in a few fits, where
+    plain backfitting would need dozens when z and x are correlated (as log N and loss are).
+    """
+
+    def __init__(self, x: np.ndarray):
+        self.x = x
+        self.ux, self.inv = np.unique(x, return_inverse=True)
+        self.count = np.bincount(self.inv, minlength=len(self.ux)).astype(float)
+
+    def iso(self, y: np.ndarray) -> np.ndarray:
+        """Fitted values of the isotonic fit at the distinct x values."""
+        m = np.bincount(self.inv, weights=y, minlength=len(self.ux)) / self.count
+        return st.pava_decreasing(m, self.count)
+
+    def fit(self, y: np.ndarray, z: np.ndarray | None = None, *, max_iter: int = 30):
+        """Return (fitted values at distinct x, b, mean of z)."""
+        if z is None:
+            return self.iso(y), 0.0, 0.0
+        zm = float(z.mean())
+        zc = z - zm
+        szz = float(zc @ zc)
+        if szz <= 0:
+            return self.iso(y), 0.0, zm
+
+        def g(b):
+            f = self.iso(y - b * zc)
+            return float(zc @ (y - b * zc - f[self.inv])), f
+
+        tol = 1e-4 * (float(np.std(y)) + 1e-12) * np.sqrt(len(z) / szz)  # b to 1e-4 sd(y) per sd(z)
+        b, f = _root(g, first_step=lambda g0: g0 / szz, tol=tol, max_iter=max_iter)
+        return f, b, zm
+
+    def predict(self, fitted, x_new: np.ndarray, z_new: np.ndarray | None = None) -> np.ndarray:
+        f, b, zm = fitted
+        out = np.interp(x_new, self.ux, f)
+        return out if z_new is None else out + b * (z_new - zm)
+
+
+def fit_partial(x, y, z=None, *, max_iter: int = 30) -> float:
+    """The coefficient b of y ~ f(x) + b z on all the data (f non-increasing)."""
+    return MonotoneFit(np.asarray(x, float)).fit(np.asarray(y, float), z, max_iter=max_iter)[1]
+
+
+def _root(g, first_step, tol: float, max_iter: int):
+    """Root of a continuous decreasing g(b), starting at b = 0: secant steps until the root is
+    bracketed, then regula falsi with the Illinois fix. g returns (value, payload); returns (b, payload)."""
+    b0, (g0, p0) = 0.0, g(0.0)
+    if g0 == 0:
+        return b0, p0
+    b1 = first_step(g0)
+    g1, p1 = g(b1)
+    for _ in range(max_iter):
+        if g1 == 0 or abs(b1 - b0) < tol:
+            break
+        if g0 * g1 > 0:                                    # not bracketed yet: extrapolate
+            step = -g1 * (b1 - b0) / (g1 - g0) if g1 != g0 else b1 - b0
+            if step * (b1 - b0) <= 0:                      # wrong way (cannot happen for decreasing g)
+                step = b1 - b0
+            b0, g0, (b1, (g1, p1)) = b1, g1, (b1 + step, g(b1 + step))
+            continue
+        # bracketed between b0 and b1: Illinois regula falsi
+        b2 = (b0 * g1 - b1 * g0) / (g1 - g0)
+        g2, p2 = g(b2)
+        if g2 * g1 < 0:
+            b0, g0 = b1, g1
+        else:
+            g0 = g0 / 2
+        b1, g1, p1 = b2, g2, p2
+    return b1, p1
+
+
+class Folds:
+    """Grouped K-fold split with one `MonotoneFit` per training set, reused by every refit."""
+
+    def __init__(self, x, folds):
+        self.parts = [(folds != k, folds == k) for k in np.unique(folds)]
+        self.fits = [MonotoneFit(x[train]) for train, _ in self.parts]
+        self.x = x
+
+    def errors(self, y, z=None, *, max_iter: int = 30) -> np.ndarray:
+        """Out-of-fold squared errors of y ~ f(x) [+ b z] for every point."""
+        err = np.empty_like(y)
+        for (train, test), mf in zip(self.parts, self.fits):
+            fitted = mf.fit(y[train], None if z is None else z[train], max_iter=max_iter)
+            pred = mf.predict(fitted, self.x[test], None if z is None else z[test])
+            err[test] = (y[test] - pred) ** 2
+        return err
+
+
+def _improvement(e0, e1) -> float:
+    s0 = e0.sum()
+    return float(1 - e1.sum() / s0) if s0 > 0 else 0.0
+
+
+def permute_across_runs(z, codes, n_groups, rng) -> np.ndarray:
+    """Give each run another run's level of z (its mean), keeping its own within-run pattern."""
+    counts = np.bincount(codes, minlength=n_groups)
+    level = np.bincount(codes, weights=z, minlength=n_groups) / counts
+    return z - level[codes] + level[rng.permutation(n_groups)][codes]
+
+
+# ---------------------------------------------------------------- result
+
+
+@dataclasses.dataclass
+class CovariateTest:
+    """Does covariate `name` explain held-out performance beyond a monotone function of `axis`?"""
+
+    axis: str
+    name: str
+    improvement: float                         # 1 - MSE_with / MSE_base, cross-validated
+    ci: tuple[float, float] | None
+    p_value: float | None
+    mse_base: float
+    mse_with: float
+    coef: float                                # b on the whole data (per unit of the covariate)
+    significant: bool
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["ci"] = list(self.ci) if self.ci else None
+        return d
+
+    def line(self) -> str:
+        ci = f"[{self.ci[0]:+.3f}, {self.ci[1]:+.3f}]" if self.ci else "[-]"
+        p = "-" if self.p_value is None else f"{self.p_value:.3f}"
+        return (f"{self.axis} + {self.name}: improvement {self.improvement:+.3f} {ci}, p {p}, "
+                f"coef {self.coef:+.3g}{'  *' if self.significant else ''}")
+
+
+@dataclasses.dataclass
+class SameLossResult:
+    task: str
+    metric: str
+    n_points: int
+    n_runs: int
+    spearman: float | None           # loss vs value (the paper's Table 2)
+    pearson: float | None
+    spearman_compute: float | None   # log compute vs value
+    pearson_compute: float | None
+    r2_loss: float | None            # out-of-sample R^2 of a monotone f(loss)
+    r2_compute: float | None         # ... of a monotone f(log compute)
+    tests: list[CovariateTest]
+    holds: bool | None               # True: neither N nor D adds significantly beyond loss
+    compute_excess: float | None     # CV error of f(compute) over that of f(loss), minus 1 (> 0: loss is better)
+    compute_excess_ci: tuple[float, float] | None
+    compute_collapses: bool | None   # False: compute fits held-out runs significantly worse than loss,
+                                     # or N adds significantly beyond compute
+    reason: str = ""
+
+    def test(self, axis: str, name: str) -> CovariateTest | None:
+        return next((t for t in self.tests if t.axis == axis and t.name == name), None)
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in dataclasses.asdict(self).items() if k != "tests"}
+        d["tests"] = [t.to_dict() for t in self.tests]
+        d["compute_excess_ci"] = list(self.compute_excess_ci) if self.compute_excess_ci else None
+        return d
+
+    def summary(self) -> str:
+        def f(v):
+            return "-" if v is None else f"{v:+.3f}"
+
+        lines = [f"{self.task} / {self.metric}: same-loss "
+                 f"{'holds' if self.holds else 'fails' if self.holds is False else 'untested'}"
+                 f" ({self.n_points} points, {self.n_runs} runs)",
+                 f"  loss:    spearman {f(self.spearman)}  pearson {f(self.pearson)}  CV R^2 {f(self.r2_loss)}",
+                 f"  compute: spearman {f(self.spearman_compute)}  pearson {f(self.pearson_compute)}  "
+                 f"CV R^2 {f(self.r2_compute)}",
+                 f"  compute vs loss: held-out error {f(self.compute_excess)} relative "
+                 + (f"[{self.compute_excess_ci[0]:+.3f}, {self.compute_excess_ci[1]:+.3f}]"
+                    if self.compute_excess_ci else "[-]")
+                 + f" -> compute {'collapses' if self.compute_collapses else 'does not collapse'} the runs"]
+        lines += [f"  {t.line()}" for t in self.tests]
+        if self.reason:
+            lines.append(f"  - {self.reason}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the analysis
+
+
+def covariate_test(axis_name, x, y, z, name, codes, n_groups, folds: Folds, base_err, cfg: SameLossConfig,
+                   rng: np.random.Generator) -> CovariateTest:
+    err = folds.errors(y, z, max_iter=cfg.max_iter)
+    imp = _improvement(base_err, err)
+    e0 = np.bincount(codes, weights=base_err, minlength=n_groups)
+    e1 = np.bincount(codes, weights=err, minlength=n_groups)
+    ci = None
+    if cfg.bootstrap > 0:
+        c = st.bootstrap_group_counts(n_groups, cfg.bootstrap, rng)
+        s0 = c @ e0
+        ci = st.percentile_ci(1 - (c @ e1) / np.where(s0 > 0, s0, np.nan), cfg.level)
+    p = None
+    if cfg.permutations > 0:
+        # Sequential Monte Carlo p-value (Besag & Clifford 1991): stop once `cfg.stop_after` permuted
+        # improvements reach the observed one; p is then (that count) / (permutations run), else the
+        # usual (1 + count) / (1 + permutations). Clear nulls stop early, clear effects run them all.
+        hits = done = 0
+        while done < cfg.permutations and hits < cfg.stop_after:
+            zp = permute_across_runs(z, codes, n_groups, rng)
+            hits += _improvement(base_err, folds.errors(y, zp, max_iter=cfg.max_iter)) >= imp
+            done += 1
+        p = hits / done if hits >= cfg.stop_after else (1 + hits) / (1 + done)
+    coef = fit_partial(x, y, z, max_iter=cfg.max_iter)
+    significant = (p is None or p < cfg.alpha) and (ci is None or ci[0] > 0) and imp > 0
+    return CovariateTest(axis_name, name, imp, ci, p, float(base_err.mean()), float(err.mean()), coef,
+                         bool(significant))
+
+
+def analyze_same_loss(sub: pd.DataFrame, cfg: SameLossConfig | None = None, *, seed: int = 0) -> SameLossResult:
+    """Run the same-loss test on one (task, metric) slice of a tidy table."""
+    cfg = cfg or SameLossConfig()
+    rng = np.random.default_rng(seed)
+    task, metric = str(sub["task"].iloc[0]), str(sub["metric"].iloc[0])
+    loss = sub["loss"].to_numpy(float)
+    value = sub["value"].to_numpy(float)
+    logn = np.log(sub["params"].to_numpy(float))
+    logd = np.log(sub["tokens"].to_numpy(float))
+    logc = np.log(6.0) + logn + logd
+    y = _normalised(sub)
+    codes, n_groups = st.group_codes(sub["model"])
+    sp, pe = st.correlations(loss, value)
+    spc, pec = st.correlations(logc, value)
+    base = dict(task=task, metric=metric, n_points=len(y), n_runs=n_groups, spearman=sp, pearson=pe,
+                spearman_compute=spc, pearson_compute=pec)
+    if n_groups < cfg.min_runs:
+        return SameLossResult(**base, r2_loss=None, r2_compute=None, tests=[], holds=None,
+                              compute_excess=None, compute_excess_ci=None, compute_collapses=None,
+                              reason=f"only {n_groups} runs (need {cfg.min_runs}): nothing to hold out")
+    fold_of = st.grouped_folds(codes, n_groups, min(cfg.folds, n_groups), rng)
+    var = float(((y - y.mean()) ** 2).mean())
+    tests = []
+    r2, run_err = {}, {}
+    for axis_name, x, covariates in (("loss", loss, (("log_params", logn), ("log_tokens", logd))),
+                                     ("compute", -logc, (("log_params", logn),))):
+        folds = Folds(x, fold_of)
+        base_err = folds.errors(y, max_iter=cfg.max_iter)
+        r2[axis_name] = float(1 - base_err.mean() / var) if var > 0 else None
+        run_err[axis_name] = np.bincount(codes, weights=base_err, minlength=n_groups)
+        for name, z in covariates:
+            if np.ptp(z) == 0:
+                continue  # one size only: nothing to test
+            tests.append(covariate_test(axis_name, x, y, z, name, codes, n_groups, folds, base_err, cfg, rng))
+    # Does compute collapse the runs as well as loss does? Compare the two axes' held-out errors,
+    # paired by run, with a bootstrap over runs.
+    e_loss, e_comp = run_err["loss"], run_err["compute"]
+    excess = float(e_comp.sum() / e_loss.sum() - 1) if e_loss.sum() > 0 else None
+    excess_ci = None
+    if cfg.bootstrap > 0 and excess is not None:
+        c = st.bootstrap_group_counts(n_groups, cfg.bootstrap, rng)
+        s_loss = c @ e_loss
+        excess_ci = st.percentile_ci((c @ e_comp) / np.where(s_loss > 0, s_loss, np.nan) - 1, cfg.level)
+    loss_tests = [t for t in tests if t.axis == "loss"]
+    compute_worse = excess_ci is not None and excess_ci[0] > 0
+    return SameLossResult(**base, r2_loss=r2["loss"], r2_compute=r2["compute"], tests=tests,
+                          holds=not any(t.significant for t in loss_tests) if loss_tests else None,
+                          compute_excess=excess, compute_excess_ci=excess_ci,
+                          compute_collapses=not (compute_worse or any(t.significant for t in tests
+                                                                      if t.axis == "compute")))

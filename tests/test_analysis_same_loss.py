@@ -1,0 +1,88 @@
+"""The same-loss test: size adds nothing when performance is a function of loss, and is caught when it does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.optimize import isotonic_regression
+
+from losslens.analysis.same_loss import MonotoneFit, SameLossConfig, analyze_same_loss, permute_across_runs
+from losslens.analysis.synthetic import ladder_points, planted_table
+from losslens.analysis.table import validate
+
+CFG = SameLossConfig(bootstrap=300, permutations=49)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_loss_alone_explains_performance(seed):
+    df = validate(planted_table({"t": "linear"}, seed=seed))
+    r = analyze_same_loss(df, CFG, seed=seed)
+    assert r.holds is True, r.summary()
+    size = r.test("loss", "log_params")
+    assert size.p_value > CFG.alpha and size.improvement < 0.05
+    assert r.spearman < -0.95 and r.r2_loss > 0.9
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_size_beyond_loss_is_detected(seed):
+    df = validate(planted_table({"t": "linear"}, size_effect=0.03, seed=seed))
+    r = analyze_same_loss(df, CFG, seed=seed)
+    size = r.test("loss", "log_params")
+    assert r.holds is False and size.significant, r.summary()
+    assert size.p_value < CFG.alpha and size.ci[0] > 0
+    assert size.coef == pytest.approx(0.03 * 0.75, rel=0.3)  # planted per unit log N, in raw accuracy
+
+
+def test_monotone_fit_with_covariate_is_the_least_squares_optimum():
+    rng = np.random.default_rng(0)
+    x = rng.random(200)
+    z = 2 * x + rng.normal(0, 0.3, 200)          # correlated with x, as log N is with loss
+    y = -x**2 + 0.4 * z + rng.normal(0, 0.05, 200)
+    mf = MonotoneFit(x)
+    f, b, zm = mf.fit(y, z)
+    zc = z - zm
+
+    def sse(bb):
+        return float(((y - bb * zc - mf.iso(y - bb * zc)[mf.inv]) ** 2).sum())
+
+    assert sse(b) <= min(sse(b + d) for d in (-1e-2, -1e-3, 1e-3, 1e-2)) + 1e-9
+    assert b == pytest.approx(0.4, abs=0.1)
+    ux = np.unique(x)
+    assert np.allclose(mf.iso(y), isotonic_regression(y[np.argsort(x)], increasing=False).x)
+    assert np.all(np.diff(f) <= 1e-12) and len(f) == len(ux)
+
+
+def test_permutation_moves_whole_runs():
+    codes = np.repeat(np.arange(4), 3)
+    z = np.array([1, 2, 3, 11, 12, 13, 21, 22, 23, 31, 32, 33], float)
+    zp = permute_across_runs(z, codes, 4, np.random.default_rng(0))
+    for g in range(4):
+        assert np.allclose(np.diff(zp[codes == g]), 1.0)     # each run keeps its own pattern
+    assert sorted(zp[1::3]) == [2, 12, 22, 32]               # levels are exchanged between runs
+
+
+def test_too_few_runs_is_untested_not_a_guess():
+    df = validate(planted_table({"t": "linear"}, seed=0))
+    few = df[df["model"].isin(df["model"].unique()[:3])]
+    r = analyze_same_loss(few, CFG)
+    assert r.holds is None and r.tests == [] and "runs" in r.reason
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_compute_does_not_collapse_runs_that_loss_collapses(seed):
+    """Runs of one size at very different token budgets: equal compute, different loss (the paper's
+    Figure 1 vs 2): loss collapses them, compute leaves significantly more held-out error."""
+    pts = ladder_points(tokens_per_param=(2, 20, 200), seed=seed)
+    df = validate(planted_table({"t": "linear"}, points=pts, seed=seed))
+    r = analyze_same_loss(df, CFG, seed=seed)
+    assert r.holds is True and r.compute_collapses is False, r.summary()
+    assert r.compute_excess_ci[0] > 0 and r.r2_compute < r.r2_loss
+
+
+def test_fast_pava_equals_scipys_public_isotonic_regression():
+    from losslens.analysis.stats import pava_decreasing
+
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 7, 50, 300):
+        y, w = rng.normal(size=n), rng.random(n) + 0.1
+        assert np.allclose(pava_decreasing(y, w), isotonic_regression(y, weights=w, increasing=False).x)
