@@ -70,12 +70,14 @@ def _mc_line(**overrides):
     (_mc_line(choices=[]), "choices", "no choices"),
     (_mc_line(gold="0"), "gold", "expected int"),
 ])
-def test_malformed_task_line_names_file_line_field(tmp_path, world_run, line, field, words):
+def test_malformed_task_line_names_file_line_field(tmp_path, world_run, capsys, line, field, words):
+    from losslens.cli import main
+
     task = tmp_path / "task.jsonl"
     task.write_text(_mc_line() + "\n" + _mc_line(id="y") + "\n" + line + "\n")
     db = tmp_path / "r.db"
-    proc = run_cli("eval", world_run, "--tasks", task, "--db", db)
-    err = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(err) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    code = main(["eval", str(world_run), "--tasks", str(task), "--db", str(db)])  # in-process: fast
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
     assert f"{task}:3" in err[0] and words in err[0] and (field is None or field in err[0])
     assert not db.exists()
