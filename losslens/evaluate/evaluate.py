@@ -46,6 +46,9 @@ def evaluate_model(model: str | Path, *, tasks: list[str], world: Path | None = 
                    harness: list[str] | None = None, harness_include: Path | None = None,
                    db: Path | None = None, run: str | None = None, tokens: int | None = None,
                    step: int | None = None, lm: LM | None = None) -> ModelResult:
+    if harness:  # a typo in a harness task name fails now, not after all the other work
+        from losslens.evaluate.harness import check_harness_tasks
+        check_harness_tasks(harness, include_path=harness_include)
     lm = lm or load_lm(model, dtype=dtype, device=device, batch_size=batch_size)
     world_dir = str(world) if world else lm.meta.get("world_dir")
     task_list = resolve_tasks(tasks, world_dir)

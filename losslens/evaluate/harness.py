@@ -19,6 +19,7 @@ applies, which our scorer reproduces, are in docs/evaluation-lm-eval.md.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -64,21 +65,29 @@ def choice_task_yaml(jsonl: str | Path, out_dir: str | Path, name: str | None = 
 
     The choices carry their own leading space, so the target delimiter is "" and lm-eval scores
     exactly `context` + `choice`, as our scorer does; acc_norm then divides by len(choice) in both.
-    A `NAME.fewshot.jsonl` beside the file becomes the few-shot split (same format, but lm-eval draws
-    its own examples, so only zero-shot results are comparable item by item).
+    A `NAME.fewshot.jsonl` beside the file becomes the few-shot split, and `NAME.json`'s
+    `num_fewshot` and `fewshot_separator` carry over: the same prompt format as ours, but lm-eval draws
+    its own examples, so only zero-shot results are comparable item by item.
     """
+    from losslens.io import write_text
+
     jsonl = Path(jsonl).resolve()
-    name = name or jsonl.name.removesuffix(".jsonl")
+    stem = jsonl.name.removesuffix(".jsonl")
+    name = name or stem
     files = {"test": str(jsonl)}
-    pool = jsonl.with_name(jsonl.name.removesuffix(".jsonl") + ".fewshot.jsonl")
+    pool, task_config = jsonl.with_name(stem + ".fewshot.jsonl"), jsonl.with_name(stem + ".json")
+    fewshot = {}
     if pool.is_file():
         files["fewshot"] = str(pool)
+        ours = json.loads(task_config.read_text()) if task_config.is_file() else {}
+        fewshot = {"fewshot_split": "fewshot", "num_fewshot": ours.get("num_fewshot", 0),
+                   "fewshot_delimiter": ours.get("fewshot_separator", "\n\n")}
     config = {
         "task": name,
         "dataset_path": "json",
         "dataset_kwargs": {"data_files": files, **({"cache_dir": str(cache_dir)} if cache_dir else {})},
         "test_split": "test",
-        **({"fewshot_split": "fewshot"} if pool.is_file() else {}),
+        **fewshot,
         "output_type": "multiple_choice",
         "doc_to_text": "context",    # feature names, not Jinja templates: the strings pass untouched
         "doc_to_choice": "choices",
@@ -87,9 +96,7 @@ def choice_task_yaml(jsonl: str | Path, out_dir: str | Path, name: str | None = 
         "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True}
                         for m in ("acc", "acc_norm")],
     }
-    out = Path(out_dir) / f"{name}.yaml"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML
+    write_text(Path(out_dir) / f"{name}.yaml", json.dumps(config, indent=2) + "\n")  # JSON is YAML
     return name
 
 
@@ -99,15 +106,11 @@ def run_harness(model, tokenizer, tasks: list[str], *, include_path: str | Path 
     """Run lm-eval `tasks` (names or globs; built-in ones, or YAML under `include_path`) on a
     transformers causal LM object, with every seed set to `seed`. The model is moved to `device`;
     the tokenizer is copied, since lm-eval may add a pad token to it."""
-    if not tasks:
-        raise InputError(None, "no lm-eval tasks given", field="--harness")
-    if include_path is not None and not Path(include_path).is_dir():
-        raise InputError(include_path, "lm-eval task directory not found", field="--harness-include")
+    manager = check_harness_tasks(tasks, include_path)
     import lm_eval
     import torch
     from lm_eval.models.huggingface import HFLM
 
-    manager = _task_manager(tasks, include_path)
     if model.device != torch.device(device):
         model.to(device)
     lm = HFLM(pretrained=model, tokenizer=copy.deepcopy(tokenizer), batch_size=batch_size, device=device)
@@ -120,16 +123,28 @@ def run_harness(model, tokenizer, tasks: list[str], *, include_path: str | Path 
     return HarnessResult(raw=raw, rows=_rows(raw, chances, "<lm-eval results>"))
 
 
-def _task_manager(tasks: list[str], include_path):
+def check_harness_tasks(tasks: list[str], include_path: str | Path | None = None):
+    """Raise `InputError` unless lm-eval knows every task; call it before other work to fail early.
+    Returns the lm-eval TaskManager that `run_harness` then uses (cached per tasks and include_path
+    for the life of the process: YAML edited after the first call is not re-read)."""
+    if not tasks:
+        raise InputError(None, "no lm-eval tasks given", field="--harness")
+    if include_path is not None and not Path(include_path).is_dir():
+        raise InputError(include_path, "lm-eval task directory not found", field="--harness-include")
+    return _task_manager(tuple(tasks), None if include_path is None else str(Path(include_path).resolve()))
+
+
+@functools.lru_cache(maxsize=8)
+def _task_manager(tasks: tuple[str, ...], include_path: str | None):
     """A TaskManager that knows `tasks`. Indexing lm-eval's thousands of built-in YAML files takes
     10-20 s, so when `include_path` defines every task asked for, the built-ins are left out."""
     from lm_eval.tasks import TaskManager
 
     if include_path is not None:
-        manager = TaskManager(include_path=str(include_path), include_defaults=False)
+        manager = TaskManager(include_path=include_path, include_defaults=False)
         if all(manager.match_tasks([t]) for t in tasks):
             return manager
-    manager = TaskManager(include_path=None if include_path is None else str(include_path))
+    manager = TaskManager(include_path=include_path)
     unknown = [t for t in tasks if not manager.match_tasks([t])]
     if unknown:
         raise InputError(include_path, f"unknown lm-eval task(s): {', '.join(unknown)}", field="--harness")
@@ -214,7 +229,7 @@ def _rows(raw: dict, chances: dict[str, float | None], where) -> list[MetricRow]
             raise InputError(where, f"expected an object, got {type(entry).__name__}", field=f"results.{task}")
         n = _task_n(task, raw)
         kind = configs.get(task, {}).get("output_type") if isinstance(configs.get(task), dict) else None
-        chance = _group_chance(task, groups, chances, raw) if task in groups else chances.get(task)
+        chance = _group_chance(task, groups, chances, raw) if groups.get(task) else chances.get(task)
         for key, value in entry.items():
             metric, sep, filt = key.partition(",")
             if not sep or "_stderr" in metric:
@@ -256,7 +271,7 @@ def _group_chance(group: str, groups: dict, chances: dict, raw: dict) -> float |
     """A group's chance: its subtasks' chances weighted by their sizes (as lm-eval weights acc)."""
     parts = []
     for t in groups.get(group, []):
-        c = _group_chance(t, groups, chances, raw) if t in groups else chances.get(t)
+        c = _group_chance(t, groups, chances, raw) if groups.get(t) else chances.get(t)
         n = _task_n(t, raw)
         if c is None or not n:
             return None

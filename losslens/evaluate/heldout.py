@@ -65,14 +65,15 @@ def heldout_loss(lm: LM, documents: Iterable[str], *, corpus: str = "heldout", m
     for doc in documents:
         if len(ids) >= max_tokens + 1:
             break
-        ids += lm.encode(doc) + [lm.eos_id]
+        ids += lm.encode(doc, special_tokens=False) + [lm.eos_id]
         n_bytes += len(doc.encode())
         n_docs += 1
     if len(ids) < 2:
         raise InputError(corpus, "corpus has no text to score")
     tokens = np.asarray(ids, dtype=np.int64)
-    windows = eval_windows(tokens, seq_len, tokens.size)
-    tail = tokens[windows.size(0) * seq_len:]  # the last, shorter window
+    n_full = (tokens.size - 1) // seq_len
+    windows = eval_windows(tokens, seq_len, tokens.size) if n_full else torch.zeros((0, seq_len + 1), dtype=torch.long)
+    tail = tokens[n_full * seq_len:]  # the last, shorter window
     total, count = 0.0, 0
     batches = [windows[i:i + lm.batch_size] for i in range(0, windows.size(0), lm.batch_size)]
     if tail.size > 1:

@@ -8,6 +8,7 @@ directory go through exactly the same scoring code.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,15 +39,20 @@ class LM:
         if eos is None:
             raise InputError(None, "tokenizer has neither an EOS nor a BOS token", field="tokenizer")
         self.eos_id = int(eos)
+        self.prefix_id = int(tok.bos_token_id) if tok.bos_token_id is not None else self.eos_id  # empty contexts
         self.pad_id = int(tok.pad_token_id) if tok.pad_token_id is not None else self.eos_id
+        # Scoring a context needs only its last position's logits; newer transformers can skip the rest.
+        params = inspect.signature(self.model.forward).parameters
+        self.last_logits_only = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
 
     @classmethod
     def from_hf(cls, model, tokenizer, **kwargs) -> "LM":
         return cls(model=model, tokenizer=tokenizer, name=kwargs.pop("name", model.config.name_or_path or "model"),
                    **kwargs)
 
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+    def encode(self, text: str, *, special_tokens: bool = True) -> list[int]:
+        """Token ids; with the tokenizer's own special tokens (a BOS for Llama-style ones), as lm-eval does."""
+        return self.tokenizer(text, add_special_tokens=special_tokens)["input_ids"]
 
     def autocast(self):
         if self.dtype == "bf16":

@@ -2,8 +2,9 @@
 
 Tokenization follows lm-evaluation-harness exactly, so results are comparable (and the parity test
 holds): trailing spaces of a context move to its continuation; the context is `tok(context)` and the
-continuation is `tok(context + continuation)[len(tok(context)):]`; no BOS is added; an empty context
-becomes the EOS token; too-long inputs lose tokens on the left.
+continuation is `tok(context + continuation)[len(tok(context)):]`; special tokens are added as the
+tokenizer does by default (a BOS for Llama-style tokenizers, nothing for ours or GPT-2 style, as
+lm-eval >= 0.4.9); an empty context becomes BOS (else EOS); too-long inputs lose tokens on the left.
 
 Speed comes from doing each context once: a batch of items runs its (left-padded) contexts in one
 forward pass with a KV cache, the cache is gathered once per choice, and all choices of the batch run
@@ -46,7 +47,7 @@ def _encode_item(lm: LM, context: str, choices: list[str]) -> tuple[list[int], l
     moved = context[len(stripped):]  # trailing whitespace belongs to the continuation
     ctx = lm.encode(stripped)
     conts = [lm.encode(stripped + moved + c)[len(ctx):] for c in choices]
-    ctx = ctx or [lm.eos_id]
+    ctx = ctx or [lm.prefix_id]
     longest = max(len(c) for c in conts)
     if len(ctx) + longest > lm.max_length + 1:  # keep the right end, as lm-eval truncates on the left
         ctx = ctx[-(lm.max_length + 1 - longest):]
@@ -70,8 +71,8 @@ def _score_batch(lm: LM, batch: list[tuple[list[int], list[list[int]]]]) -> list
     dev = lm.device
     with lm.autocast():
         out = lm.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
-                       use_cache=M > 1)
-    first = out.logits[:, -1, :].float().log_softmax(-1)[owner.to(dev)]  # predicts each continuation's 1st token
+                       use_cache=M > 1, **lm.last_logits_only)
+    first = out.logits[:, -1, :].float()[owner.to(dev)]  # logits of each continuation's 1st token
     N = len(conts)
     cont_ids = torch.full((N, M), lm.pad_id, dtype=torch.long)
     cont_mask = torch.zeros((N, M), dtype=torch.long)
@@ -86,12 +87,14 @@ def _score_batch(lm: LM, batch: list[tuple[list[int], list[list[int]]]]) -> list
         pos = ctx_len.to(dev)[owner.to(dev), None] + torch.arange(M, device=dev)
         with lm.autocast():
             rest = lm.model(input_ids=cont_ids, attention_mask=attn, position_ids=pos, use_cache=False,
-                            **{CACHE_ARG: cache}).logits[:, :-1].float().log_softmax(-1)
-        logp = torch.cat([first[:, None], rest], dim=1)
+                            **{CACHE_ARG: cache}).logits[:, :-1].float()
+        logits = torch.cat([first[:, None], rest], dim=1)
     else:
-        logp = first[:, None]
-    token_lp = logp.gather(-1, cont_ids[..., None]).squeeze(-1) * cont_mask
-    correct = (logp.argmax(-1) == cont_ids).cpu().numpy()
+        logits = first[:, None]
+    # log p(token) = logit - logsumexp; greedy = the token's logit is the row's max (no full log_softmax/argmax)
+    picked = logits.gather(-1, cont_ids[..., None]).squeeze(-1)
+    token_lp = (picked - logits.logsumexp(-1)) * cont_mask
+    correct = (picked >= logits.amax(-1)).cpu().numpy()
     lp_sum = token_lp.sum(-1).double().cpu().numpy()
     results, j = [], 0
     for _, choices in batch:
@@ -120,7 +123,7 @@ def score_choices(lm: LM, contexts: list[str], choices: list[list[str]]) -> list
 def generate_greedy(lm: LM, prompts: list[str], *, max_tokens: list[int], stops: list[tuple[str, ...]]) -> list[str]:
     """Greedy continuations, batched with a KV cache (Hugging Face `generate`), cut at the first stop."""
     outputs: list[str | None] = [None] * len(prompts)
-    encoded = [lm.encode(p) or [lm.eos_id] for p in prompts]
+    encoded = [lm.encode(p) or [lm.prefix_id] for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
     for start in range(0, len(order), lm.batch_size):
         idx = order[start:start + lm.batch_size]

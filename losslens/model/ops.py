@@ -117,8 +117,8 @@ def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.T
                          ignore_index: int = -100) -> torch.Tensor:
     """Mean of -log softmax(h @ weight.T)[target] over tokens whose target != ignore_index.
 
-    Same value as `F.cross_entropy(h @ weight.T, targets)`, computed over row chunks whose logits fit
-    in cache. When a gradient is needed, each chunk's gradient (softmax - onehot) is turned into
+    Same value as `F.cross_entropy(h @ weight.T, targets)`, computed over row chunks of ~16 MB of
+    logits. When a gradient is needed, each chunk's gradient (softmax - onehot) is turned into
     gradients for h and weight right away, so the (tokens x vocab) logits and their gradient never
     exist in full: 40-55% less time than the plain version on CPU at vocab 4096 (measured).
     """
@@ -151,8 +151,9 @@ def _chunked_cross_entropy(h, weight, targets, ignore_index, with_grad):
             loss -= (logp.gather(1, t_s) * w_s).sum()
             if not with_grad:
                 continue
+            # d loss / d logits = (softmax - onehot) / n, built in place over the log-probabilities
             grad_logits = logp.exp_().scatter_add_(1, t_s, -torch.ones_like(w_s)).mul_(w_s).to(dtype)
-            if same:  # softmax - onehot, times 1/n
+            if same:
                 torch.mm(grad_logits, w_c, out=grad_h[s:s + rows])
                 grad_w.addmm_(grad_logits.t(), h_s)
             else:
