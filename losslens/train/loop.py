@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from losslens import __version__
 from losslens.config import to_dict
@@ -61,10 +60,9 @@ def autocast(precision: str, device: torch.device):
 
 
 def next_token_loss(model, x: torch.Tensor, y: torch.Tensor, precision: str) -> torch.Tensor:
-    """Mean cross-entropy in nats/token; logits go to fp32 before the softmax."""
+    """Mean cross-entropy in nats/token; the model's fused head + loss never builds the full logits."""
     with autocast(precision, x.device):
-        logits = model(x)
-    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+        return model(x, y)
 
 
 @torch.no_grad()
@@ -75,11 +73,9 @@ def heldout_loss(model, windows: torch.Tensor, *, batch_size: int, precision: st
     total = torch.zeros(2, dtype=torch.float64)
     for i in range(d.rank * batch_size, windows.size(0), batch_size * d.world_size):
         w = windows[i:i + batch_size].to(d.device)
-        with autocast(precision, d.device):
-            logits = model(w[:, :-1])
-        losses = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), w[:, 1:].reshape(-1),
-                                 reduction="sum")
-        total += torch.tensor([losses.item(), w[:, 1:].numel()], dtype=torch.float64)
+        n = w[:, 1:].numel()
+        total += torch.tensor([float(next_token_loss(model, w[:, :-1], w[:, 1:], precision)) * n, n],
+                              dtype=torch.float64)
     d.all_reduce_sum(total)
     model.train(was_training)
     return float(total[0] / total[1])
