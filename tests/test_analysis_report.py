@@ -73,3 +73,16 @@ def test_gadre_source_prints_a_verdict_for_each_of_the_46_tasks(capsys):
     for task in tasks:
         assert any(line.split("│")[1].strip() == task for line in rows), task
     assert "0.7103%" in out and "0.0464%" in out  # the Gadre reproduction rides along under targets
+
+
+def test_no_scaling_law_from_a_single_model_size():
+    import pandas as pd
+
+    from losslens.analysis.report import analyze
+    from losslens.analysis.table import TidyTable
+
+    rows = [{"model": "one", "params": 1e6, "tokens": t, "loss": 4.0 - 0.3 * i, "task": "x", "metric": "acc",
+             "value": 0.25 + 0.05 * i, "n": 200, "chance": 0.25} for i, t in enumerate([1e5, 2e5, 4e5, 8e5, 1.6e6])]
+    report = analyze(TidyTable(pd.DataFrame(rows), source="csv", path="t.csv"), bootstrap=50, permutations=9)
+    assert report.scaling_law is None
+    assert any("scaling law not fitted" in n for n in report.notes)

@@ -171,7 +171,11 @@ def analyze(table: TidyTable, *, seed: int = 0, bootstrap: int = 1000, permutati
     tasks = [analyze_task(job) for job in jobs]
     law = None
     points = scaling_points(table) if scaling_law else None
-    if points is not None and len(points) >= 5:
+    if points is not None and min(points["params"].nunique(), points["tokens"].nunique()) < 3:
+        # One model size (or one budget) cannot separate A/N^alpha from E: refuse rather than guess.
+        notes.append(f"scaling law not fitted: needs >= 3 distinct model sizes and token counts, has "
+                     f"{points['params'].nunique()} and {points['tokens'].nunique()}")
+    elif points is not None and len(points) >= 5:
         fit_chinchilla = _optional("losslens.analysis.scaling", "fit_chinchilla")
         if fit_chinchilla is None:
             notes.append("scaling law skipped: losslens.analysis.scaling is not installed")
