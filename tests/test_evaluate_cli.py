@@ -81,3 +81,20 @@ def test_malformed_task_line_names_file_line_field(tmp_path, world_run, capsys, 
     assert code == 2 and len(err) == 1, err
     assert f"{task}:3" in err[0] and words in err[0] and (field is None or field in err[0])
     assert not db.exists()
+
+
+def test_bad_task_config_and_device_are_one_line(tmp_path, world_run, capsys):
+    from losslens.cli import main
+
+    task = tmp_path / "t.jsonl"
+    task.write_text(_mc_line() + "\n")
+    (tmp_path / "t.json").write_text("[1]")
+    assert main(["eval", str(world_run), "--tasks", str(task)]) == 2
+    assert "must be a JSON object" in capsys.readouterr().err
+    (tmp_path / "t.json").write_text('{"num_fewshot": "2"}')
+    assert main(["eval", str(world_run), "--tasks", str(task)]) == 2
+    assert "num_fewshot" in capsys.readouterr().err
+    import torch
+    if not torch.cuda.is_available():
+        assert main(["eval", str(world_run), "--device", "cuda"]) == 2
+        assert "--device" in capsys.readouterr().err

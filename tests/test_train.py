@@ -97,11 +97,10 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path, text_co
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_at = len(json.loads(record.read_text())["checkpoints"])
-    assert killed_at < steps // 3 - 1 or proc.returncode == 0, "the kill should land before the end"
+    assert proc.returncode == -signal.SIGKILL, "the run finished before the kill: nothing was resumed"
 
     resumed = run_cli("train", cfg_path, "--out", tmp_path / "b", check=True)
-    assert "resuming" in resumed.stdout or proc.returncode == 0
+    assert "resuming" in resumed.stdout
     _assert_identical(_final_weights(tmp_path / "ref"), _final_weights(tmp_path / "b"))
     assert "already complete" in run_cli("train", cfg_path, "--out", tmp_path / "b", check=True).stdout
 
@@ -129,7 +128,7 @@ def test_corrupt_checkpoint_is_detected_and_resume_falls_back(tmp_path, text_cor
         ckpt.load(newest)
 
     proc = run_cli("train", cfg_path, "--out", run, check=True)
-    assert "truncated or corrupted" in proc.stdout and "resuming" in proc.stdout and "step 20" in proc.stdout
+    assert "truncated or corrupted" in proc.stderr and "resuming" in proc.stdout and "step 20" in proc.stdout
     _assert_identical(_final_weights(tmp_path / "ref"), _final_weights(run))
 
 

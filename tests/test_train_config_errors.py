@@ -40,3 +40,16 @@ def test_missing_and_malformed_files(tmp_path):
     proc = run_cli("train", bad, "--out", tmp_path / "run")
     assert proc.returncode == 2 and "not valid TOML" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_unusable_corpora_fail_with_one_line(tmp_path):
+    from conftest import write_run_config
+
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("caf\xe9 au lait\n\nd\xe9j\xe0 vu".encode("latin-1"))
+    proc = run_cli("train", write_run_config(tmp_path / "a.toml", latin1), "--out", tmp_path / "a")
+    assert proc.returncode == 2 and "not UTF-8" in proc.stderr and "Traceback" not in proc.stderr
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("\n\n".join(["a b c"] * 150))
+    proc = run_cli("train", write_run_config(tmp_path / "b.toml", tiny), "--out", tmp_path / "b")
+    assert proc.returncode == 2 and "fewer than one window" in proc.stderr and "Traceback" not in proc.stderr

@@ -33,3 +33,12 @@ def test_export_rejects_a_corrupt_checkpoint(tmp_path):
     proc = run_cli("export", bad, tmp_path / "hf")
     assert proc.returncode == 2 and "sha256 mismatch" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "hf").exists()
+
+
+def test_runs_work_from_another_directory(tmp_path, text_corpus):
+    """Records hold absolute paths: a run trained with a relative --out exports from anywhere."""
+    cfg = write_run_config(tmp_path / "run.toml", text_corpus, tokens=4 * 8 * 32, num_checkpoints=1)
+    run_cli("train", "run.toml", "--out", "rel", "--quiet", cwd=tmp_path, check=True)
+    (tmp_path / "elsewhere").mkdir()
+    proc = run_cli("export", "../rel", "hf", cwd=tmp_path / "elsewhere", check=True)
+    assert "LlamaForCausalLM" in proc.stdout and (tmp_path / "elsewhere" / "hf" / "tokenizer.json").is_file()

@@ -61,6 +61,13 @@ class DataConfig:
         for name, p in paths:
             if not Path(p).exists():
                 raise InputError(source, f"{p}: no such file or directory", field=f"{prefix}.{name}")
+        # Record absolute paths: checkpoints and run records must work from any working directory.
+        absolute = lambda p: str(Path(p).resolve())  # noqa: E731
+        self.world_dir = absolute(self.world_dir) if self.world_dir else None
+        self.text = [absolute(p) for p in self.text] if self.text else self.text
+        self.val_text = [absolute(p) for p in self.val_text] if self.val_text else self.val_text
+        self.tokenizer = absolute(self.tokenizer) if self.tokenizer else None
+        self.dir = absolute(self.dir) if self.dir else None
         if self.world_dir and not (Path(self.world_dir) / "train.txt").is_file():
             raise InputError(source, f"{self.world_dir} holds no world (no train.txt)", field=f"{prefix}.world_dir")
         if self.text == []:
@@ -167,7 +174,7 @@ def _take_bytes(docs, budget: int):
     for d in docs:
         if used >= budget:
             return
-        used += len(d)
+        used += len(d.encode())
         yield d
 
 

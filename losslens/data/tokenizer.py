@@ -105,7 +105,13 @@ def iter_documents(path: str | Path, *, chunk_bytes: int = 1 << 24) -> Iterator[
     """Documents of a text file, separated by blank lines ("\\n\\n"), streamed in chunks."""
     rest = ""
     with open(path, encoding="utf-8") as f:
-        while chunk := f.read(chunk_bytes):
+        while True:
+            try:
+                chunk = f.read(chunk_bytes)
+            except UnicodeDecodeError as err:
+                raise InputError(path, f"not UTF-8 text ({err.reason} at byte {err.start} of a chunk)") from None
+            if not chunk:
+                break
             parts = (rest + chunk).split("\n\n")
             rest = parts.pop()
             yield from (p.strip("\n") for p in parts if p.strip())

@@ -4,6 +4,7 @@ input stores nothing."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,6 +70,9 @@ def evaluate_model(model: str | Path, *, tasks: list[str], world: Path | None = 
                          tokens=tokens if tokens is not None else lm.meta.get("tokens"), heldout=losses,
                          tasks=results, harness_rows=harness_rows)
     if db is not None:
+        if not result.tokens:
+            print(f"warning: {result.run}: training tokens unknown (pass --tokens); stored as 0, which the "
+                  "analysis cannot use", file=sys.stderr)
         store_result(db, result)
     return result
 

@@ -96,6 +96,8 @@ def load_lm(path: str | Path, *, dtype: str = "fp32", device: str = "cpu", batch
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such checkpoint or model directory")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(None, f"{device} requested but this torch has no usable CUDA device", field="--device")
     if path.is_dir() and (path / "config.json").is_file():
         try:
             model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True)
@@ -126,7 +128,8 @@ def load_lm(path: str | Path, *, dtype: str = "fp32", device: str = "cpu", batch
     run_dir = path.parent.parent
     meta = {**meta, "source": "losslens", "path": str(path), "run_dir": str(run_dir), "params": non_embedding,
             "total_params": total, "world_dir": _world_of(run_dir)}
-    return LM(model=to_hf_model(ours).to(device), tokenizer=tokenizer, name=meta.get("run") or run_dir.name,
+    # The run dir's name identifies the run (two runs of one config differ only there).
+    return LM(model=to_hf_model(ours).to(device), tokenizer=tokenizer, name=run_dir.resolve().name,
               dtype=dtype, batch_size=batch_size, meta=meta)
 
 

@@ -127,7 +127,7 @@ def generate_greedy(lm: LM, prompts: list[str], *, max_tokens: list[int], stops:
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
     for start in range(0, len(order), lm.batch_size):
         idx = order[start:start + lm.batch_size]
-        new = max(max_tokens[i] for i in idx)
+        new = min(max(max_tokens[i] for i in idx), lm.max_length - 1)  # leave room for a 1-token prompt
         seqs = [encoded[i][-(lm.max_length - new):] for i in idx]
         L = max(map(len, seqs))
         ids = torch.full((len(idx), L), lm.pad_id, dtype=torch.long)

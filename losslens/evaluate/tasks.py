@@ -3,9 +3,10 @@
     multiple_choice item:  {"id", "context", "choices": [...], "gold": int}
     generation item:       {"id", "prompt", "answer", "target"?, "stop"?, "max_tokens"?, "extract"?}
 
-A task `NAME.jsonl` may sit beside `NAME.json` (its config: type, chance, num_fewshot,
-fewshot_separator, extract, description) and `NAME.fewshot.jsonl` (the pool few-shot examples are
-drawn from; never the evaluated items). Without a config the type is inferred from the first item.
+A task `NAME.jsonl` may sit beside `NAME.json` (its config) and `NAME.fewshot.jsonl` (the pool few-shot examples are
+drawn from; never the evaluated items). Config keys: type, name, description, num_fewshot,
+fewshot_separator, and item defaults stop, max_tokens, extract. Without a config the type is
+inferred from the first item.
 Every problem is an `InputError` naming the file, the line and the field.
 """
 
@@ -160,6 +161,12 @@ def load_task(path: str | Path, *, name: str | None = None) -> Task:
             config = json.loads(config_path.read_text())
         except json.JSONDecodeError as err:
             raise InputError(config_path, f"bad JSON: {err.msg}", line=err.lineno) from None
+    if not isinstance(config, dict):
+        raise InputError(config_path, f"task config must be a JSON object, got {type(config).__name__}")
+    for key, kind in (("type", str), ("name", str), ("description", str), ("fewshot_separator", str),
+                      ("extract", str), ("stop", list), ("max_tokens", int), ("num_fewshot", int)):
+        if key in config and (not isinstance(config[key], kind) or isinstance(config[key], bool)):
+            raise InputError(config_path, f"expected {kind.__name__}, got {type(config[key]).__name__}", field=key)
     task_type = config.get("type")
     if task_type is not None and task_type not in TASK_TYPES:
         raise InputError(config_path, f"unknown task type {task_type!r} (known: {', '.join(TASK_TYPES)})",

@@ -85,6 +85,9 @@ class TrainConfig:
         for key in ("beta1", "beta2"):
             if not 0 <= getattr(self, key) < 1:
                 bad(key, f"must be in [0, 1), got {getattr(self, key)}")
+        for key in ("lr", "min_lr_ratio", "warmup_fraction", "weight_decay", "beta1", "beta2", "grad_clip"):
+            if not math.isfinite(getattr(self, key)):
+                bad(key, f"must be a finite number, got {getattr(self, key)}")
         if self.weight_decay < 0 or self.grad_clip < 0 or self.threads < 0:
             key = "weight_decay" if self.weight_decay < 0 else "grad_clip" if self.grad_clip < 0 else "threads"
             bad(key, "must be >= 0")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +86,7 @@ def train(cfg: RunConfig, run_dir: str | Path, *, config_source: str | None = No
     """Train (or resume, or report complete) the run described by `cfg` in `run_dir`."""
     from losslens.model import LlamaLM, ModelConfig, flops_per_token, param_counts
 
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()  # records hold absolute paths: usable from any directory
     tc = cfg.train
     d = init_distributed()
     try:
@@ -104,6 +104,10 @@ def train(cfg: RunConfig, run_dir: str | Path, *, config_source: str | None = No
             return TrainResult(run_dir, record, already_complete=True)
 
         data = prepare_data(cfg.data, Path(cfg.data.dir) if cfg.data.dir else run_dir / "data")
+        for split, shard in (("training", data.train), ("held-out", data.val)):
+            if shard.n_tokens < tc.seq_len + 2:
+                raise InputError(config_source, f"the {split} text has {shard.n_tokens} tokens, fewer than one "
+                                                f"window of seq_len + 1 = {tc.seq_len + 1}", field="data")
         model_cfg = ModelConfig.from_dict({"max_seq_len": tc.seq_len, **cfg.model,
                                            "vocab_size": data.tokenizer.vocab_size}, source=config_source)
         total_params, non_embedding = param_counts(model_cfg)
@@ -130,7 +134,7 @@ def _resume_point(run_dir: Path, record: RunRecord, quiet: bool, d: Dist):
             state, model = ckpt.load(states[tokens]), ckpt.load(models[tokens])
         except ckpt.CorruptCheckpoint as err:
             if d.is_main and not quiet:
-                print(f"warning: {err}; falling back to the previous checkpoint")
+                print(f"warning: {err}; falling back to the previous checkpoint", file=sys.stderr)
             continue
         if record.checkpoint_at(state["step"]) is None:
             continue  # written, but the run died before recording it: redo from an earlier one
@@ -172,7 +176,7 @@ def _run(cfg: RunConfig, run_dir: Path, data: PreparedData, model_cfg, record: R
     micro = min(tc.micro_batch_size or rows_per_rank, rows_per_rank)
     accum = math.ceil(rows_per_rank / micro)
     min_lr = tc.lr * tc.min_lr_ratio
-    warmup_steps = round(tc.warmup_fraction * tc.total_steps)
+    warmup_steps = min(round(tc.warmup_fraction * tc.total_steps), tc.total_steps - 1)
 
     progress = TrainProgress(total_steps=tc.total_steps, start_step=start_step,
                              tokens_per_step=tc.tokens_per_step, enabled=d.is_main and not quiet)
