@@ -145,3 +145,16 @@ def test_non_finite_loss_stops_the_run_naming_the_step(tmp_path, text_corpus, sh
     assert rec["status"] == "failed" and f"step {bad_step}" in rec["error"]
     assert all(c["step"] < bad_step for c in rec["checkpoints"])
     assert all(t < bad_step * 8 * 32 for t, _ in ckpt.list_checkpoints(tmp_path / "run"))
+
+
+def test_gradient_accumulation_matches_the_full_batch(tmp_path, text_corpus, shared_data_dir):
+    weights = []
+    for micro in (None, 2):
+        extra = {} if micro is None else {"micro_batch_size": micro}
+        cfg_path = write_run_config(tmp_path / f"run{micro}.toml", text_corpus, shared_data_dir,
+                                    tokens=6 * 8 * 32, num_checkpoints=1, **extra)
+        cfg, source = load_run_config(str(cfg_path))
+        train(cfg, tmp_path / f"run{micro}", config_source=str(source), quiet=True)
+        weights.append(_final_weights(tmp_path / f"run{micro}"))
+    for name, w in weights[0].items():
+        torch.testing.assert_close(weights[1][name], w, atol=2e-5, rtol=1e-4, msg=name)

@@ -110,17 +110,11 @@ def load_lm(path: str | Path, *, dtype: str = "fp32", device: str = "cpu", batch
 
     from losslens.train import checkpoint as ckpt
 
-    if path.is_dir():
-        found = ckpt.list_checkpoints(path)
-        if not found:
-            raise InputError(path, "neither a Hugging Face model dir (config.json) nor a run dir with checkpoints")
-        path = found[-1][1]
+    if path.is_dir() and not ckpt.list_checkpoints(path):
+        raise InputError(path, "neither a Hugging Face model dir (config.json) nor a run dir with checkpoints")
     ours, meta = ckpt.load_model(path)
-    tokenizer_dir = meta.get("tokenizer")
-    if not tokenizer_dir or not Path(tokenizer_dir).is_dir():
-        raise InputError(path, f"tokenizer directory {tokenizer_dir!r} recorded in the checkpoint is missing",
-                         field="tokenizer")
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
+    path = Path(meta["path"])
+    tokenizer = AutoTokenizer.from_pretrained(meta["tokenizer"], local_files_only=True)
     from losslens.model import param_counts
     from losslens.model.config import ModelConfig
 

@@ -75,13 +75,24 @@ def list_checkpoints(run_dir: str | Path, kind: str = "ckpt") -> list[tuple[int,
 
 
 def load_model(path: str | Path):
-    """A trained `LlamaLM` from a checkpoint file, in eval mode, and the checkpoint's metadata."""
+    """A trained `LlamaLM` from a checkpoint file (or a run dir: its newest checkpoint), in eval mode,
+    and the checkpoint's metadata, with `path` (the file) and a `tokenizer` directory that exists."""
     from losslens.model import LlamaLM, ModelConfig
 
+    path = Path(path)
+    if path.is_dir():
+        found = list_checkpoints(path)
+        if not found:
+            raise InputError(path, "no checkpoints in this run dir", field="checkpoints")
+        path = found[-1][1]
     ckpt = load(path)
     if "model" not in ckpt or "model_config" not in ckpt:
         raise InputError(path, "not a model checkpoint (no weights)", field="model")
     model = LlamaLM(ModelConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
     model.eval()
-    return model, {k: v for k, v in ckpt.items() if k != "model"}
+    tokenizer = ckpt.get("tokenizer")
+    if not tokenizer or not Path(tokenizer).is_dir():
+        raise InputError(path, f"tokenizer directory {tokenizer!r} recorded in the checkpoint is missing",
+                         field="tokenizer")
+    return model, {**{k: v for k, v in ckpt.items() if k != "model"}, "path": str(path)}

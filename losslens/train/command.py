@@ -47,21 +47,10 @@ def run_train(args) -> int:
 
 
 def run_export(args) -> int:
-    from losslens.errors import InputError
     from losslens.model import export_hf
     from losslens.train import checkpoint as ckpt
 
-    path = args.checkpoint
-    if path.is_dir():
-        found = ckpt.list_checkpoints(path)
-        if not found:
-            raise InputError(path, "no checkpoints in this run dir", field="checkpoints")
-        path = found[-1][1]
-    model, meta = ckpt.load_model(path)
-    tokenizer = meta.get("tokenizer")
-    if not tokenizer or not Path(tokenizer).is_dir():
-        raise InputError(path, f"tokenizer directory {tokenizer!r} recorded in the checkpoint is missing",
-                         field="tokenizer")
-    export_hf(model, args.out_dir, tokenizer_dir=tokenizer)
+    model, meta = ckpt.load_model(args.checkpoint)
+    export_hf(model, args.out_dir, tokenizer_dir=meta["tokenizer"])
     print(f"wrote {args.out_dir} (LlamaForCausalLM, step {meta['step']}, {meta['tokens']:,} tokens)")
     return 0

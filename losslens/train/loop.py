@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,6 @@ from losslens import __version__
 from losslens.config import to_dict
 from losslens.data import PreparedData, WindowSampler, eval_windows, prepare_data
 from losslens.errors import InputError, UserError
-from losslens.io import write_json
 from losslens.train import checkpoint as ckpt
 from losslens.train.config import RunConfig
 from losslens.train.distributed import Dist, init_distributed, shutdown
@@ -84,7 +82,7 @@ def heldout_loss(model, windows: torch.Tensor, *, batch_size: int, precision: st
 def train(cfg: RunConfig, run_dir: str | Path, *, config_source: str | None = None,
           quiet: bool = False) -> TrainResult:
     """Train (or resume, or report complete) the run described by `cfg` in `run_dir`."""
-    from losslens.model import LlamaLM, ModelConfig, flops_per_token, param_counts
+    from losslens.model import ModelConfig, flops_per_token, param_counts
 
     run_dir = Path(run_dir).resolve()  # records hold absolute paths: usable from any directory
     tc = cfg.train
@@ -174,7 +172,6 @@ def _run(cfg: RunConfig, run_dir: Path, data: PreparedData, model_cfg, record: R
     val = eval_windows(data.val.tokens, tc.seq_len, tc.eval_tokens)
     rows_per_rank = tc.batch_size // d.world_size
     micro = min(tc.micro_batch_size or rows_per_rank, rows_per_rank)
-    accum = math.ceil(rows_per_rank / micro)
     min_lr = tc.lr * tc.min_lr_ratio
     warmup_steps = min(round(tc.warmup_fraction * tc.total_steps), tc.total_steps - 1)
 
