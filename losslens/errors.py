@@ -29,6 +29,3 @@ class InputError(UserError):
             where += f":{line}"
         super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
 
-
-# Configs are the most common input; the name says what went wrong where.
-ConfigError = InputError

@@ -34,6 +34,27 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
         raise
 
 
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, object]]:
+    """(line number, parsed value) of each non-blank line of a JSONL file; bad JSON or bad UTF-8 is an
+    `InputError` naming the file and the line."""
+    from losslens.errors import InputError
+
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield n, json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise InputError(path, f"bad JSON: {err.msg} (column {err.colno})", line=n) from None
+    except UnicodeDecodeError as err:
+        raise InputError(path, f"not UTF-8 text: {err.reason}") from None
+    except OSError as err:
+        raise InputError(path, f"cannot read: {err.strerror}") from None
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

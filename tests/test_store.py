@@ -188,7 +188,7 @@ def test_non_finite_values_are_rejected(tmp_path, bad):
 
 def test_add_run_record_stores_the_run_and_every_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
-    record = RunRecord.new(name="nano-1x", config={"model": {"preset": "nano"}, "train": {"tokens": 6144}},
+    record = RunRecord(name="nano-1x", config={"model": {"preset": "nano"}, "train": {"tokens": 6144}},
                            model_config={"d_model": 48}, params=66288, non_embedding_params=50928,
                            flops_per_token=434592.0, tokenizer="tok", tokenizer_hash="abc", data_dir="data",
                            tokens_per_step=256, total_steps=24, world_size=1, losslens_version="0.1.0")

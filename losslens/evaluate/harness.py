@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from losslens.errors import InputError
+from losslens.io import iter_jsonl
 from losslens.store import MetricRow
 
 CHOICE_METRICS = ("acc", "acc_norm", "acc_bytes")  # random guessing scores 1/#choices on these
@@ -297,15 +298,8 @@ def _sample_files(results_file: Path, raw: dict):
         if not f.is_file():
             continue
         samples = []
-        with open(f, encoding="utf-8") as fh:
-            for n, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    s = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise InputError(f, f"bad JSON: {err.msg}", line=n) from None
-                if not isinstance(s, dict) or not isinstance(s.get("arguments"), (dict, list)):
-                    raise InputError(f, "missing or malformed", field="arguments", line=n)
-                samples.append(s)
+        for n, s in iter_jsonl(f):
+            if not isinstance(s, dict) or not isinstance(s.get("arguments"), (dict, list)):
+                raise InputError(f, "missing or malformed", field="arguments", line=n)
+            samples.append(s)
         yield task, samples

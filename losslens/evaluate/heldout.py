@@ -9,7 +9,6 @@ with the model's EOS token, as in training. The token stream is cut into consecu
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from losslens.data.sampler import eval_windows
 from losslens.data.tokenizer import iter_documents
 from losslens.errors import InputError
 from losslens.evaluate.lm import LM
+from losslens.io import iter_jsonl
 
 
 @dataclass(frozen=True)
@@ -43,17 +43,10 @@ def read_corpus(path: str | Path) -> Iterator[str]:
     if path.suffix != ".jsonl":
         yield from iter_documents(path)
         return
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(path, f"bad JSON: {err.msg}", line=n) from None
-            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-                raise InputError(path, "each line needs a string field", field="text", line=n)
-            yield obj["text"]
+    for n, obj in iter_jsonl(path):
+        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+            raise InputError(path, "each line needs a string field", field="text", line=n)
+        yield obj["text"]
 
 
 @torch.no_grad()

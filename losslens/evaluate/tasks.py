@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from losslens.errors import InputError
+from losslens.io import iter_jsonl
 
 TASK_TYPES = ("multiple_choice", "generation")
 EXTRACTORS = ("strip", "last_number", "first_line")
@@ -129,17 +130,7 @@ def _parse_item(obj, task_type: str, path: Path, line: int, defaults: dict):
 def read_items(path: Path, task_type: str | None, defaults: dict) -> tuple[str, list]:
     """Parse a JSONL file of items; returns (type, items). Errors name file:line and field."""
     items: list = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(path, f"cannot read task file: {err}") from None
-    for n, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise InputError(path, f"bad JSON: {err.msg} (column {err.colno})", line=n) from None
+    for n, obj in iter_jsonl(path):
         if task_type is None:  # infer from the first item
             task_type = "multiple_choice" if isinstance(obj, dict) and "choices" in obj else "generation"
         items.append(_parse_item(obj, task_type, path, n, defaults))

@@ -110,7 +110,7 @@ def train(cfg: RunConfig, run_dir: str | Path, *, config_source: str | None = No
                                            "vocab_size": data.tokenizer.vocab_size}, source=config_source)
         total_params, non_embedding = param_counts(model_cfg)
         if record is None:
-            record = RunRecord.new(
+            record = RunRecord(
                 name=cfg.name, config=config_dict, model_config=to_dict(model_cfg), params=total_params,
                 non_embedding_params=non_embedding, flops_per_token=flops_per_token(model_cfg, tc.seq_len),
                 tokenizer=str(data.tokenizer.path), tokenizer_hash=data.tokenizer.hash,

@@ -38,10 +38,6 @@ class RunRecord:
     format: str = FORMAT
     created: float = field(default_factory=time.time)
 
-    @classmethod
-    def new(cls, **kwargs) -> "RunRecord":
-        return cls(**kwargs)
-
     def checkpoint_at(self, step: int) -> dict | None:
         return next((c for c in self.checkpoints if c["step"] == step), None)
 
