@@ -17,6 +17,7 @@ from losslens.errors import UserError
 # Which module registers each command. Only the module of the command being run is imported, so
 # `losslens world` never pays for importing torch; `losslens --help` imports them all.
 COMMANDS = {
+    "demo": "losslens.ladder.demo",
     "world": "losslens.world.command",
     "train": "losslens.train.command",
     "export": "losslens.train.command",
@@ -25,6 +26,9 @@ COMMANDS = {
     "analyze": "losslens.analysis.command",
     "results": "losslens.store_command",
     "import-lm-eval": "losslens.evaluate.harness_command",
+    "ladder": "losslens.ladder.command",
+    "report": "losslens.report.command",
+    "external": "losslens.external.command",
 }
 
 

@@ -29,3 +29,9 @@ class InputError(UserError):
             where += f":{line}"
         super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
 
+    def __reduce__(self):  # picklable, so an error raised in a worker process reaches the driver intact
+        return _rebuild_input_error, (self.path, self.message, self.field, self.line)
+
+
+def _rebuild_input_error(path, message, field, line) -> InputError:
+    return InputError(path, message, field=field, line=line)

@@ -428,6 +428,19 @@ class Store:
             ORDER BY params, name""")
         return [dict(zip(names, row)) for row in rows]
 
+    def heldout(self) -> "pd.DataFrame":
+        """Every held-out loss: one row per (model, step, corpus) with nats_per_token, bits_per_byte,
+        n_tokens and n_bytes."""
+        import pandas as pd
+
+        names, rows = self._query("""
+            SELECT r.name AS model, c.step AS step, c.tokens AS tokens, h.corpus AS corpus,
+                   h.nats_per_token AS nats_per_token, h.bits_per_byte AS bits_per_byte,
+                   h.n_tokens AS n_tokens, h.n_bytes AS n_bytes
+            FROM heldout h JOIN checkpoints c ON c.id = h.checkpoint_id JOIN runs r ON r.id = c.run_id
+            ORDER BY r.name, c.step, h.corpus""")
+        return pd.DataFrame.from_records(rows, columns=names)
+
     def tidy(self, loss_corpus: str | None = None) -> "pd.DataFrame":
         """One row per (run, checkpoint, task, metric) with the analysis' tidy columns (TIDY_COLUMNS).
 

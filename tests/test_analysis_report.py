@@ -52,8 +52,11 @@ def test_chinchilla_source_puts_the_law_and_its_intervals_under_scaling_law(tmp_
     out = tmp_path / "chin.json"
     assert main(["analyze", "--source", "chinchilla", str(DATA / "epoch_chinchilla"), "--json", str(out),
                  "--bootstrap", "200", "--permutations", "0"]) == 0
-    law = json.loads(out.read_text())["scaling_law"]
+    doc = json.loads(out.read_text())
+    law = doc["scaling_law"]
     assert law["n_points"] == 240  # Epoch's 5 highest losses dropped
+    # the pseudo-task pretraining_loss is the x-axis itself: no tautological verdict on it
+    assert doc["tasks"] == [] and any("x-axis itself" in n for n in doc["notes"])
     for name, ref in {"A": 477.84, "B": 2143.86, "E": 1.8172, "alpha": 0.3473, "beta": 0.3672}.items():
         assert law[name] == pytest.approx(ref, rel=0.005)
         lo, hi = law["ci"][name]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.optimize import isotonic_regression
 
 from losslens.analysis.same_loss import MonotoneFit, SameLossConfig, analyze_same_loss, permute_across_runs
-from losslens.analysis.synthetic import ladder_points, planted_table
+from losslens.analysis.synthetic import LAW, ladder_points, planted_table
 from losslens.analysis.table import validate
 
 CFG = SameLossConfig(bootstrap=300, permutations=49)
@@ -86,3 +87,31 @@ def test_fast_pava_equals_scipys_public_isotonic_regression():
     for n in (1, 2, 7, 50, 300):
         y, w = rng.normal(size=n), rng.random(n) + 0.1
         assert np.allclose(pava_decreasing(y, w), isotonic_regression(y, weights=w, increasing=False).x)
+
+
+def _shared_schedule(seed: int, runs: int = 16, checkpoints: int = 10):
+    """Runs of different sizes that all log the same token counts (as Pythia): log D has one level."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for N in np.geomspace(2e7, 1e10, runs):
+        for step in range(1, checkpoints + 1):
+            D = 1e9 * 2.0 ** step
+            L = LAW["E"] + LAW["A"] / N ** LAW["alpha"] + LAW["B"] / D ** LAW["beta"]
+            rows.append((f"n{N:.2e}", N, D, step, L * (1 + 0.005 * rng.standard_normal())))
+    return pd.DataFrame(rows, columns=["model", "params", "tokens", "step", "loss"])
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_tokens_on_a_shared_schedule_are_tested_by_the_interval(seed):
+    """All runs share one checkpoint schedule: permuting log D across runs is a no-op (p was always 1),
+    so p is None and the interval decides: a planted effect of D beyond loss is found, none is not."""
+    pts = _shared_schedule(seed)
+    df = validate(planted_table({"t": "sigmoid"}, points=pts, seed=seed))
+    tokens = analyze_same_loss(df, CFG, seed=seed).test("loss", "log_tokens")
+    assert tokens.p_value is None and not tokens.significant, tokens.line()
+    logd = np.log(df["tokens"])
+    planted = df.assign(value=np.clip(df["value"] + 0.02 * (logd - logd.mean()), 0, 1))
+    r = analyze_same_loss(validate(planted), CFG, seed=seed)
+    tokens = r.test("loss", "log_tokens")
+    assert tokens.p_value is None and tokens.significant and r.holds is False, tokens.line()
+    assert r.test("loss", "log_params").p_value is not None  # sizes differ between runs: permuted as before

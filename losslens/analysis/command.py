@@ -23,11 +23,22 @@ def register(subparsers) -> None:
                    help="an option of the source loader, e.g. proxy=chinchilla for pythia")
     p.add_argument("--json", metavar="OUT", help="write the full results as JSON")
     p.add_argument("--figures", metavar="DIR", help="write performance-vs-loss and scaling-law figures (PNG)")
+    add_resampling_args(p)
+    p.add_argument("--details", action="store_true", help="print every task's evidence, not just the table")
+    p.set_defaults(func=run)
+
+
+def add_resampling_args(p) -> None:
+    """--seed, --bootstrap, --permutations: shared with `losslens report`."""
     p.add_argument("--seed", type=int, default=0, help="seed of every resampling (default 0)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--permutations", type=int, default=99, help="permutations of the same-loss test (default 99)")
-    p.add_argument("--details", action="store_true", help="print every task's evidence, not just the table")
-    p.set_defaults(func=run)
+
+
+def check_resampling_args(args) -> None:
+    for flag in ("bootstrap", "permutations"):
+        if getattr(args, flag) < 0:
+            raise InputError(None, "must be >= 0", field=f"--{flag}")
 
 
 def load_table(args):
@@ -94,9 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
     from losslens.analysis.report import analyze
 
-    for flag in ("bootstrap", "permutations"):
-        if getattr(args, flag) < 0:
-            raise InputError(None, "must be >= 0", field=f"--{flag}")
+    check_resampling_args(args)
     table = load_table(args)
     report = analyze(table, seed=args.seed, bootstrap=args.bootstrap, permutations=args.permutations)
     console = Console()

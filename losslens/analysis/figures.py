@@ -51,8 +51,11 @@ def _size_key(fig, ax, params: np.ndarray, norm, cmap) -> None:
         handles = [plt.Line2D([], [], marker="o", ls="", color=cmap(norm(n)), label=f"N={_human(n)}")
                    for n in sizes]
         fig.legend(handles=handles, loc="center right", fontsize=7, frameon=False)
-    else:
-        fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="parameters N")
+    else:  # log colour scale, ticked at five sizes in readable units (20M, not 2x10^7)
+        bar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="parameters N")
+        ticks = np.geomspace(sizes[0], sizes[-1], 5)
+        bar.ax.minorticks_off()
+        bar.set_ticks(ticks, labels=[_human(n) for n in ticks])
 
 
 def _runs(ax, sub, x_col: str, norm, cmap):

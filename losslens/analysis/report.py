@@ -166,8 +166,13 @@ def analyze(table: TidyTable, *, seed: int = 0, bootstrap: int = 1000, permutati
         notes.append("backtests skipped: losslens.analysis.predict is not installed")
     if table.x_kind != "loss":
         notes.append(f"the x-axis is a proxy, not a pre-training loss: {table.x_label}")
-    jobs = [(sub.reset_index(drop=True), em_cfg, sl_cfg, backtest is not None, seed + i)
-            for i, (_, sub) in enumerate(table.groups())]
+    jobs = []
+    for i, ((task, metric), sub) in enumerate(table.groups()):
+        if np.array_equal(sub["value"].to_numpy(float), sub["loss"].to_numpy(float)):
+            # The x-axis against itself (Chinchilla's `pretraining_loss`): every verdict would be a tautology.
+            notes.append(f"{task} / {metric} not analysed: its values are the x-axis itself")
+            continue
+        jobs.append((sub.reset_index(drop=True), em_cfg, sl_cfg, backtest is not None, seed + i))
     tasks = [analyze_task(job) for job in jobs]
     law = None
     points = scaling_points(table) if scaling_law else None

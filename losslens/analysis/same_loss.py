@@ -154,6 +154,12 @@ def permute_across_runs(z, codes, n_groups, rng) -> np.ndarray:
     return z - level[codes] + level[rng.permutation(n_groups)][codes]
 
 
+def _run_levels_differ(z, codes, n_groups) -> bool:
+    """Whether the runs' mean levels of z differ (so that permuting them across runs moves z)."""
+    level = np.bincount(codes, weights=z, minlength=n_groups) / np.bincount(codes, minlength=n_groups)
+    return bool(np.ptp(level) > 1e-9 * (float(np.std(z)) + 1e-300))
+
+
 # ---------------------------------------------------------------- result
 
 
@@ -247,7 +253,10 @@ def covariate_test(axis_name, x, y, z, name, codes, n_groups, folds: Folds, base
         s0 = c @ e0
         ci = st.percentile_ci(1 - (c @ e1) / np.where(s0 > 0, s0, np.nan), cfg.level)
     p = None
-    if cfg.permutations > 0:
+    # Permuting moves only each run's level of z. When every run has the same level (all runs share one
+    # checkpoint schedule, as Pythia's log D), a permutation changes nothing and p would be 1 whatever
+    # the data: there is no permutation null, so p stays None and the interval alone decides.
+    if cfg.permutations > 0 and _run_levels_differ(z, codes, n_groups):
         # Sequential Monte Carlo p-value (Besag & Clifford 1991): stop once `cfg.stop_after` permuted
         # improvements reach the observed one; p is then (that count) / (permutations run), else the
         # usual (1 + count) / (1 + permutations). Clear nulls stop early, clear effects run them all.

@@ -60,7 +60,22 @@ class LM:
         return contextlib.nullcontext()
 
     def non_embedding_params(self) -> int:
-        return int(self.model.num_parameters(exclude_embeddings=True))
+        return non_embedding_params(self.model)
+
+
+def non_embedding_params(model) -> int:
+    """N as the paper and losslens count it (Kaplan et al. 2020): every parameter except the token
+    and position embeddings and the LM head. `num_parameters(exclude_embeddings=True)` drops the
+    `nn.Embedding` modules only, so an untied output matrix (GPT-NeoX's `embed_out`) is taken off here.
+    Pythia-70m: 18,915,328, as its model card says."""
+    from torch import nn
+
+    n = model.num_parameters(exclude_embeddings=True)
+    head = model.get_output_embeddings()
+    if head is not None and not isinstance(head, nn.Embedding) \
+            and head.weight is not model.get_input_embeddings().weight:
+        n -= head.weight.numel()
+    return int(n)
 
 
 def _max_length(model) -> int:
@@ -105,6 +120,7 @@ def load_lm(path: str | Path, *, dtype: str = "fp32", device: str = "cpu", batch
         except Exception as err:  # transformers raises many kinds for a broken directory
             raise InputError(path, f"cannot load a Hugging Face causal LM: {str(err).splitlines()[0]}") from None
         meta = {"source": "hf", "path": str(path)}
+        model.float()  # from_pretrained keeps a checkpoint's saved dtype (often fp16); we score in fp32
         return LM(model=model.to(device), tokenizer=tokenizer, name=path.name, dtype=dtype,
                   batch_size=batch_size, meta=meta)
 

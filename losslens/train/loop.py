@@ -15,6 +15,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -80,8 +81,11 @@ def heldout_loss(model, windows: torch.Tensor, *, batch_size: int, precision: st
 
 
 def train(cfg: RunConfig, run_dir: str | Path, *, config_source: str | None = None,
-          quiet: bool = False) -> TrainResult:
-    """Train (or resume, or report complete) the run described by `cfg` in `run_dir`."""
+          quiet: bool = False, on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Train (or resume, or report complete) the run described by `cfg` in `run_dir`.
+
+    `on_step(step, train_loss)` is called on rank 0 after every optimizer step (the ladder's
+    progress channel); it must be cheap."""
     from losslens.model import ModelConfig, flops_per_token, param_counts
 
     run_dir = Path(run_dir).resolve()  # records hold absolute paths: usable from any directory
@@ -116,7 +120,7 @@ def train(cfg: RunConfig, run_dir: str | Path, *, config_source: str | None = No
                 tokenizer=str(data.tokenizer.path), tokenizer_hash=data.tokenizer.hash,
                 data_dir=str(data.dir), tokens_per_step=tc.tokens_per_step, total_steps=tc.total_steps,
                 world_size=d.world_size, losslens_version=__version__)
-        return _run(cfg, run_dir, data, model_cfg, record, d, quiet=quiet)
+        return _run(cfg, run_dir, data, model_cfg, record, d, quiet=quiet, on_step=on_step)
     finally:
         shutdown(d)
 
@@ -141,7 +145,7 @@ def _resume_point(run_dir: Path, record: RunRecord, quiet: bool, d: Dist):
 
 
 def _run(cfg: RunConfig, run_dir: Path, data: PreparedData, model_cfg, record: RunRecord, d: Dist,
-         *, quiet: bool) -> TrainResult:
+         *, quiet: bool, on_step=None) -> TrainResult:
     from losslens.model import LlamaLM
 
     tc = cfg.train
@@ -205,6 +209,8 @@ def _run(cfg: RunConfig, run_dir: Path, data: PreparedData, model_cfg, record: R
             optimizer.zero_grad(set_to_none=True)
             done = step + 1
             progress.update(done, train_loss)
+            if on_step is not None and d.is_main:
+                on_step(done, train_loss)
             if done in milestones:
                 val_loss = heldout_loss(model, val, batch_size=micro, precision=tc.precision, d=d)
                 if not math.isfinite(val_loss):

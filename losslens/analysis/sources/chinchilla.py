@@ -4,7 +4,8 @@
 `Model Size` (N), `Training FLOP` (C) and `loss` (read off the colour bar). D = C / (6 N), as in
 Epoch's notebook. There are no downstream tasks: the tidy table has one row per run with
 task = "pretraining_loss", metric = "loss", value = loss (the pre-training loss itself, lower is
-better), so the per-task analyses see loss against itself and the content is the scaling law.
+better). `analyze` leaves that pseudo-task out of the verdicts (its values are the x-axis itself, so
+every verdict would be a tautology); the content is the scaling law.
 
 `loss` is Chinchilla's final training loss (nats/token on MassiveText, as plotted), a real
 pre-training loss, though digitised: N and C carry a few percent of reading error and the loss is

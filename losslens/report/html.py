@@ -1,0 +1,451 @@
+"""The report: one static HTML page (inline CSS, no script, relative image paths) that opens from disk.
+
+    OUT/report/index.html
+    OUT/report/figures/*.png
+
+Sections: the paper's claims (a)-(e) from `study.summary`, the verdict of every (task, metric) on both
+loss axes, the correlations of the paper's Table 2, the same-loss test, the backtests, the scaling law,
+and per task its figures against the validation loss, the other-genres loss and compute.
+
+Every piece of text goes through `html.escape` (`_cell`); markup is built only by the `Html` helpers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from html import escape
+from pathlib import Path
+
+from losslens import __version__
+from losslens.io import write_text
+from losslens.report.figures import Figure, write_study_figures
+
+CLAIMS = (  # key in summary.json, label, what it claims (docs/demo.md)
+    ("a_smooth", "(a) smooth", "at least one task improves smoothly as the loss falls"),
+    ("b_emergent", "(b) emergent",
+     "one task is emergent under its discontinuous metric and under a continuous one"),
+    ("c_same_loss", "(c) same loss",
+     "for the smooth tasks, neither model size nor tokens add beyond loss, and compute does not collapse the runs"),
+    ("d_backtest", "(d) backtest",
+     "the emergent task is not predictable from the higher-loss checkpoints; a smooth one is"),
+    ("e_other_genres", "(e) other genres",
+     "the emergent verdict of (b) also holds with the loss on the other genres as the x-axis"),
+)
+AXIS_CAPTIONS = {"loss": "against the validation loss", "other": "against the loss on the other genres",
+                 "compute": "against compute 6ND", "scaling-tokens": "loss against tokens, with the fitted law",
+                 "scaling-compute": "loss against compute, with the fitted law and its compute-optimal frontier"}
+BADGES = {"emergent", "smooth", "not_emerged", "inconclusive", "holds", "fails", "untested", "missing",
+          "predictable", "not_predictable"}
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2328;background:#fafbfc}
+header,main,nav{max-width:1280px;margin:0 auto;padding:0 20px}
+header{padding-top:18px}h1{margin:.2em 0;font-size:1.6em}h2{margin-top:1.8em;border-bottom:2px solid #dde3e8;
+padding-bottom:.2em}h3{margin:1.4em 0 .4em}h4{margin:.8em 0 .3em;font-size:1.02em}
+nav{position:sticky;top:0;background:#fafbfcee;border-bottom:1px solid #dde3e8;padding:6px 20px;z-index:2}
+nav a{margin-right:12px;color:#245;text-decoration:none;white-space:nowrap}nav a:hover{text-decoration:underline}
+.meta{color:#555;margin:.2em 0}.note{color:#7a5b00}
+table{border-collapse:collapse;margin:.5em 0 1em;font-size:13px;display:block;overflow-x:auto;max-width:100%}
+th,td{border:1px solid #dde3e8;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#eef2f5}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+tbody tr{background:#fff}tbody tr:nth-child(even){background:#f7f9fa}
+.badge{display:inline-block;padding:0 7px;border-radius:9px;font-size:12px;font-weight:600;white-space:nowrap}
+.b-emergent,.b-fails,.b-not_predictable{background:#fde2e1;color:#a11}
+.b-smooth,.b-holds,.b-predictable{background:#dff3e4;color:#15652f}
+.b-not_emerged,.b-untested,.b-missing{background:#eceff1;color:#555}.b-inconclusive{background:#fff1cc;color:#7a5b00}
+.sig{font-weight:700}ul.tight{margin:0;padding-left:1.1em}
+.figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:10px}
+figure{margin:0;background:#fff;border:1px solid #dde3e8;padding:4px}figure img{width:100%;height:auto;display:block}
+figcaption{font-size:12px;color:#555;padding:2px 4px}
+details{margin:.5em 0}pre{background:#f1f4f6;padding:10px;overflow:auto;font-size:12px}
+.metric{margin-bottom:1.2em}
+"""
+
+
+class Html(str):
+    """Markup that is already safe; every other string is escaped when it becomes a cell."""
+
+
+def _cell(x) -> str:
+    return x if isinstance(x, Html) else escape("-" if x is None else str(x))
+
+
+def _join(parts) -> Html:
+    return Html("".join(_cell(p) for p in parts))
+
+
+def _tag(name: str, content, **attrs) -> Html:
+    a = "".join(f' {k.rstrip("_").replace("_", "-")}="{escape(str(v))}"' for k, v in attrs.items() if v is not None)
+    return Html(f"<{name}{a}>{_cell(content)}</{name}>")
+
+
+def _num(x, spec: str = ".3g") -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    return format(x, spec)
+
+
+def _ci(ci, spec: str = ".3g") -> str:
+    if not ci or any(v is None for v in ci):
+        return ""
+    return f"[{format(ci[0], spec)}, {format(ci[1], spec)}]"
+
+
+def _badge(text) -> Html:
+    text = str(text)
+    kind = text if text in BADGES else "missing"
+    return Html(f'<span class="badge b-{kind}">{escape(text.replace("_", " "))}</span>')
+
+
+def _holds(value) -> Html:
+    return _badge({True: "holds", False: "fails"}.get(value, "untested"))
+
+
+def _table(headers, rows, numeric: set[int] = frozenset()) -> Html:
+    """A table; columns whose index is in `numeric` are right-aligned."""
+    head = "".join(f"<th>{_cell(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f'<td{" class=num" if i in numeric else ""}>{_cell(c)}</td>'
+                                    for i, c in enumerate(row)) + "</tr>" for row in rows)
+    return Html(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
+def _list(items) -> Html:
+    items = list(items)
+    return Html("<ul class=tight>" + "".join(f"<li>{_cell(i)}</li>" for i in items) + "</ul>") if items else Html("-")
+
+
+# ---------------------------------------------------------------- the claims
+
+
+def _brief(b) -> Html:
+    """One line of a (task, metric) verdict's evidence from summary.json."""
+    if not isinstance(b, dict):
+        return _generic(b)
+    parts = [f"{b.get('task', '?')}/{b.get('metric', '?')}: ", _badge(b.get("verdict", "missing"))]
+    if b.get("eta") is not None:
+        parts.append(f" eta {_num(b['eta'], '.4g')} {_ci(b.get('eta_ci'), '.4g')}")
+    if b.get("delta_bic") is not None:
+        parts.append(f", delta BIC {_num(b['delta_bic'], '.1f')}")
+    return _join(parts)
+
+
+def _covariate(c) -> str:
+    """'+0.012 (p 0.45)' for a size/tokens-beyond-loss entry of summary.json."""
+    if not isinstance(c, dict):
+        return "-"
+    star = " *" if c.get("significant") else ""
+    return f"{_num(c.get('improvement'), '+.3f')} (p {_num(c.get('p'), '.3g')}){star}"
+
+
+def _yes_no(v) -> str:
+    return {True: "yes", False: "no"}.get(v, "-")
+
+
+def _backtest_line(name, bt) -> Html:
+    if not isinstance(bt, dict):
+        return _join([f"{name}: no backtest"])
+    return _join([f"{name}: ", _badge(bt.get("verdict", "missing")),
+                  f" MAE {_num(bt.get('mae'))} vs tolerance {_num(bt.get('tolerance'))}"])
+
+
+def _generic(obj) -> Html:
+    """Readable nested lists for evidence of a shape this page does not know."""
+    if isinstance(obj, dict):
+        return Html("<ul class=tight>" + "".join(f"<li><b>{escape(str(k))}</b>: {_generic(v)}</li>"
+                                                 for k, v in obj.items()) + "</ul>")
+    if isinstance(obj, list):
+        return _list(_generic(v) for v in obj) if obj else Html("none")
+    if isinstance(obj, float):
+        return Html(escape(_num(obj, ".4g")))
+    return Html(escape("-" if obj is None else str(obj)))
+
+
+def _claim_evidence(key: str, claim: dict) -> Html:
+    """The evidence of one claim: the keys this page knows, pretty; any others, generic."""
+    lines, known = [], {"holds"}
+
+    def take(k):
+        known.add(k)
+        return claim.get(k)
+
+    if key == "a_smooth":
+        lines.append(_join(["smooth: ", ", ".join(take("smooth") or []) or "none"]))
+    elif key in ("b_emergent", "e_other_genres"):
+        if take("task") is not None:
+            lines.append(_join(["task: ", claim["task"]]))
+        if take("axis") is not None:
+            lines.append(_join(["x-axis: ", claim["axis"]]))
+        disc, cont = take("discontinuous"), take("continuous") or []
+        lines.append(_join(["discontinuous metric: ", _brief(disc) if disc else "none"]))
+        lines.append(_join(["continuous metric(s): ", _list(_brief(c) for c in cont) if cont else "none"]))
+    elif key == "c_same_loss":
+        rows = [[f"{t.get('task')}/{t.get('metric')}", _holds(t.get("same_loss_holds")),
+                 _covariate(t.get("size_beyond_loss")), _covariate(t.get("tokens_beyond_loss")),
+                 _yes_no(t.get("compute_collapses"))] for t in take("tasks") or [] if isinstance(t, dict)]
+        lines.append(_table(["smooth task", "same loss", "size beyond loss", "tokens beyond loss",
+                             "compute collapses"], rows) if rows else Html("no smooth task could be tested"))
+    elif key == "d_backtest":
+        emergent = take("emergent") or {}
+        lines.append(_join(["emergent: ", _list(_backtest_line(k, v) for k, v in emergent.items())
+                            if emergent else "none"]))
+        lines.append(_join(["smooth and predictable: ", ", ".join(take("smooth_predictable") or []) or "none"]))
+    rest = {k: v for k, v in claim.items() if k not in known}
+    if rest:
+        lines.append(_generic(rest))
+    return Html("".join(f"<div>{line}</div>" for line in lines))
+
+
+def claims_section(summary: dict) -> Html:
+    summary = summary if isinstance(summary, dict) else {}
+    rows, decided = [], 0
+    for key, label, text in CLAIMS:
+        claim = summary.get(key)
+        if not isinstance(claim, dict):
+            rows.append([label, text, _badge("missing"), "not in the summary"])
+            continue
+        decided += claim.get("holds") is True
+        rows.append([label, text, _holds(claim.get("holds")), _claim_evidence(key, claim)])
+    extra = {k: v for k, v in summary.items() if k not in {c[0] for c in CLAIMS} | {"all_hold", "verdicts"}}
+    for k, v in extra.items():
+        rows.append([k, "", _holds(v.get("holds")) if isinstance(v, dict) else "", _generic(v)])
+    verdict = summary.get("all_hold")
+    head = ("All five claims hold." if verdict is True else
+            f"{decided} of {len(CLAIMS)} claims hold." if verdict is False else
+            f"{decided} of {len(CLAIMS)} claims hold (the summary does not say whether all do).")
+    raw = json.dumps(summary, indent=2, sort_keys=False)
+    return _join([_tag("h2", "The paper's claims", id="claims"), _tag("p", head),
+                  _table(["claim", "what it says", "verdict", "evidence"], rows),
+                  Html(f"<details><summary>summary.json</summary><pre>{escape(raw)}</pre></details>")])
+
+
+# ---------------------------------------------------------------- per (task, metric) tables
+
+
+def _eta(e) -> str:
+    if e is None or e.verdict != "emergent" or e.eta is None:
+        return "-"
+    return f"{e.eta:.4g} {_ci(e.eta_ci, '.4g')}".strip()
+
+
+def _pairs(study):
+    """(task report on the validation loss, the same on the other-genres loss or None), in order."""
+    other = {(t.task, t.metric): t for t in study.other_report.tasks} if study.other_report else {}
+    return [(t, other.get((t.task, t.metric))) for t in study.report.tasks]
+
+
+def verdicts_section(study) -> Html:
+    has_other = study.other_report is not None
+    headers = ["task", "metric", "verdict", "eta [95% CI]", "delta BIC", "best smooth"]
+    if has_other:
+        headers += ["verdict (other genres)", "eta (other genres)"]
+    headers.append("reasons")
+    rows = []
+    for t, o in _pairs(study):
+        e = t.emergence
+        row = [t.task, t.metric, _badge(e.verdict), _eta(e), _num(e.delta_bic, ".1f"), e.best_smooth or "-"]
+        if has_other:
+            row += [_badge(o.verdict) if o else "-", _eta(o.emergence) if o else "-"]
+        row.append(_list([*e.reasons, *e.notes]))
+        rows.append(row)
+    numeric = {3, 4} | ({7} if has_other else set())
+    return _join([_tag("h2", "Verdicts", id="verdicts"),
+                  _tag("p", "Each (task, metric) classified on the validation-loss axis"
+                       + (" and on the loss of the genres other than the task's own" if has_other else "")
+                       + ". delta BIC > 0 favours the threshold (Eq. 3) over the best smooth curve; "
+                         "eta is reported only where the verdict is emergent."),
+                  _table(headers, rows, numeric)])
+
+
+def correlations_section(study) -> Html:
+    has_other = study.other_report is not None
+    headers = ["task", "metric", "Spearman (loss)", "Pearson (loss)"]
+    if has_other:
+        headers += ["Spearman (other genres)", "Pearson (other genres)"]
+    headers += ["Spearman (log compute)", "Pearson (log compute)"]
+    rows = []
+    for t, o in _pairs(study):
+        s = t.same_loss
+        row = [t.task, t.metric, _num(s.spearman), _num(s.pearson)]
+        if has_other:
+            row += [_num(o.same_loss.spearman) if o else "-", _num(o.same_loss.pearson) if o else "-"]
+        rows.append(row + [_num(s.spearman_compute), _num(s.pearson_compute)])
+    return _join([_tag("h2", "Correlations with loss (the paper's Table 2)", id="correlations"),
+                  _tag("p", "Correlation of each task's metric with the loss and with log compute over all "
+                       "checkpoints. With loss it is negative when the metric improves as loss falls (positive "
+                       "for lower-is-better metrics such as Brier); a flat stretch at chance weakens it."),
+                  _table(headers, rows, set(range(2, len(headers))))])
+
+
+def _test(s, axis, name) -> Html:
+    t = s.test(axis, name)
+    if t is None:
+        return Html("-")
+    p = "-" if t.p_value is None else f"{t.p_value:.3g}"
+    text = escape(f"{t.improvement:+.3f}") + f"<br><small>{escape(_ci(t.ci, '+.3f'))} p {escape(p)}</small>"
+    return Html(f'<span class="sig">{text} *</span>' if t.significant else text)
+
+
+def same_loss_section(study) -> Html:
+    rows = []
+    for t, _ in _pairs(study):
+        s = t.same_loss
+        rows.append([t.task, t.metric, s.n_runs, _test(s, "loss", "log_params"), _test(s, "loss", "log_tokens"),
+                     _test(s, "compute", "log_params"), _num(s.r2_loss), _num(s.r2_compute),
+                     Html(f"{escape(_num(s.compute_excess, '+.3f'))}<br><small>"
+                          f"{escape(_ci(s.compute_excess_ci, '+.3f'))}</small>"),
+                     _yes_no(s.compute_collapses), _holds(s.holds), s.reason or ""])
+    return _join([_tag("h2", "The same-loss test", id="same-loss"),
+                  _tag("p", "Improvement of the cross-validated error (runs held out whole) from adding log N "
+                       "or log D to a monotone function of loss: 1 - MSE_with / MSE_loss, with its 95% bootstrap "
+                       "interval over runs and a permutation p-value; * = significant. The same with log N beyond "
+                       "compute, and the relative excess error of compute over loss as the x-axis: compute "
+                       "collapses the runs only when it fits held-out runs as well as loss."),
+                  _table(["task", "metric", "runs", "log N beyond loss", "log D beyond loss",
+                          "log N beyond compute", "CV R^2 loss", "CV R^2 compute", "compute excess error",
+                          "compute collapses", "same loss", "note"], rows, {2, 3, 4, 5, 6, 7, 8})])
+
+
+def backtests_section(study) -> Html:
+    has_other = study.other_report is not None
+    headers = ["task", "metric", "cut (held out: loss <= cut)", "fit / test points", "curve", "MAE",
+               "tolerance", "verdict"] + (["verdict (other genres)"] if has_other else []) + ["reason"]
+    rows = []
+    for t, o in _pairs(study):
+        b = t.backtest
+        if b is None:
+            rows.append([t.task, t.metric, "-", "-", "-", "-", "-", _badge("untested")]
+                        + (["-"] if has_other else []) + ["no backtest"])
+            continue
+        row = [t.task, t.metric, _num(b.cut, ".4g"), f"{b.n_fit} / {b.n_test}", b.form or "-", _num(b.mae),
+               _num(b.tolerance), _badge(b.verdict)]
+        if has_other:
+            row.append(_badge(o.backtest.verdict) if o is not None and o.backtest is not None else "-")
+        rows.append(row + [b.reason])
+    return _join([_tag("h2", "Backtests", id="backtests"),
+                  _tag("p", "Fit the checkpoints with loss above the cut, predict those at or below it; "
+                       "predictable when the mean absolute error is within the tolerance max(2 x noise, "
+                       "0.1 x range). An emergent task's flat high-loss stretch says nothing about its rise."),
+                  _table(headers, rows, {2, 3, 5, 6})])
+
+
+# ---------------------------------------------------------------- scaling law and figures
+
+
+def _img(fig: Figure, alt: str) -> Html:
+    return Html(f'<figure><img src="figures/{escape(fig.name)}" alt="{escape(alt)}" '
+                f'data-axis="{escape(fig.axis)}" data-task="{escape(fig.task or "")}" '
+                f'data-metric="{escape(fig.metric or "")}"><figcaption>{escape(AXIS_CAPTIONS[fig.axis])}'
+                f"</figcaption></figure>")
+
+
+def scaling_section(study, figures: list[Figure]) -> Html:
+    law = study.report.scaling_law
+    parts = [_tag("h2", "Scaling law", id="scaling-law")]
+    if law is None:
+        why = [n for n in study.report.notes if "scaling law" in n] or ["no law was fitted to this table"]
+        return _join(parts + [_tag("p", "No scaling law: " + "; ".join(why))])
+    q = law.to_dict()
+    parts.append(_tag("p", f"{q.get('form', 'L(N, D)')}, fitted to {q.get('n_points', '?')} checkpoints "
+                      f"(Huber loss on log L, L-BFGS from {q.get('starts', '?')} starts); intervals from "
+                      f"{q.get('bootstrap', 0)} bootstrap resamples."))
+    level = q.get("ci_level", 0.95)
+    rows = [[name, _num(q[name], ".4g"), _ci((q.get("ci") or {}).get(name), ".4g") or "-"]
+            for name in ("E", "A", "alpha", "B", "beta", "n_opt_exponent") if name in q]
+    parts.append(_table(["parameter", "estimate", f"{100 * level:g}% CI"], rows, {1, 2}))
+    scaling = [f for f in figures if f.axis.startswith("scaling")]
+    parts.append(Html('<div class="figs">' + "".join(_img(f, f"scaling law: {AXIS_CAPTIONS[f.axis]}")
+                                                     for f in scaling) + "</div>"))
+    return _join(parts)
+
+
+def tasks_section(study, figures: list[Figure]) -> Html:
+    by_pair: dict[tuple, list[Figure]] = {}
+    for f in figures:
+        if f.task is not None:
+            by_pair.setdefault((f.task, f.metric), []).append(f)
+    parts = [_tag("h2", "Tasks", id="tasks"),
+             _tag("p", "Per metric: performance against the validation loss (reversed: better models to the "
+                  "right), the loss on the other genres, and compute. Points are coloured by model size "
+                  "(log scale), a line joins each run's checkpoints, the dashed line is chance; for emergent "
+                  "verdicts eta (red line), its 95% interval (shaded) and the Eq. 3 fit (black).")]
+    for i, (task, pairs) in enumerate(_by_task(study)):
+        parts.append(_tag("h3", task, id=f"task-{i}"))
+        for t, o in pairs:
+            head = [t.metric, " ", _badge(t.verdict)]
+            if o is not None:
+                head += [" other genres: ", _badge(o.verdict)]
+            eta = _eta(t.emergence)
+            text = f"eta {eta}" if eta != "-" else ""
+            if o is not None and _eta(o.emergence) != "-":
+                text += ("; " if text else "") + f"eta on the other genres {_eta(o.emergence)}"
+            figs = "".join(_img(f, f"{task} / {t.metric} {AXIS_CAPTIONS[f.axis]}")
+                           for f in by_pair.get((t.task, t.metric), []))
+            parts.append(Html(f'<div class="metric"><h4>{_join(head)}</h4>'
+                              + (f'<p class="meta">{escape(text)}</p>' if text else "")
+                              + f'<div class="figs">{figs}</div></div>'))
+    return _join(parts)
+
+
+def _by_task(study):
+    out: dict[str, list] = {}
+    for t, o in _pairs(study):
+        out.setdefault(t.task, []).append((t, o))
+    return list(out.items())
+
+
+# ---------------------------------------------------------------- the page
+
+
+def _header(study, title: str) -> Html:
+    src, settings = study.report.source, study.report.settings
+    lines = [f"{src.get('rows', '?')} results of {src.get('models', '?')} runs, "
+             f"{len(study.report.tasks)} (task, metric) pairs; x-axis: {study.table.x_label}"
+             + (f"; second axis: {study.other_table.x_label}" if study.other_table is not None else
+                "; no second (other-genres) axis: the study had no world or no per-genre held-out losses")]
+    lines.append(f"seed {settings.get('seed', '-')}, {settings.get('bootstrap', '-')} bootstrap resamples, "
+                 f"{settings.get('permutations', '-')} permutations; losslens {__version__}")
+    notes = [*src.get("notes", []), *study.report.notes]
+    if study.other_report is not None:
+        notes += [f"other genres: {n}" for n in study.other_report.notes]
+    return _join([_tag("h1", title)] + [_tag("p", line, class_="meta") for line in lines]
+                 + [_tag("p", f"note: {n}", class_="meta note") for n in notes])
+
+
+def _nav(study) -> Html:
+    links = [("claims", "Claims"), ("verdicts", "Verdicts"), ("correlations", "Correlations"),
+             ("same-loss", "Same-loss test"), ("backtests", "Backtests"), ("scaling-law", "Scaling law"),
+             ("tasks", "Tasks:")]
+    links += [(f"task-{i}", task) for i, (task, _) in enumerate(_by_task(study))]
+    return Html("".join(f'<a href="#{escape(a)}">{escape(text)}</a>' for a, text in links))
+
+
+def render(study, figures: list[Figure], *, title: str = "losslens report") -> str:
+    """The page as a string; `figures` are those `write_study_figures` drew (paths relative to the page)."""
+    body = _join([claims_section(study.summary), verdicts_section(study), correlations_section(study),
+                  same_loss_section(study), backtests_section(study), scaling_section(study, figures),
+                  tasks_section(study, figures)])
+    return (
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        # Nothing may come from the network; images only from beside the page.
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src 'self' data:; "
+        "style-src 'unsafe-inline'\">"
+        "<link rel=\"icon\" href=\"data:,\">"
+        f"<title>{escape(title)}</title><style>{CSS}</style></head>\n<body>"
+        f"<header>{_header(study, title)}</header><nav>{_nav(study)}</nav>\n<main>{body}</main></body></html>\n")
+
+
+def write_report(out_dir, study, *, title: str = "losslens report") -> Path:
+    """Write OUT/report/index.html and its figures (each file atomically; the page last, so it never
+    links a figure that is not there yet); figures left from an earlier report are removed."""
+    report_dir = Path(out_dir) / "report"
+    fig_dir = report_dir / "figures"
+    figures = write_study_figures(study, fig_dir)
+    index = report_dir / "index.html"
+    write_text(index, render(study, figures, title=title))
+    keep = {f.name for f in figures}
+    for old in fig_dir.glob("*.png"):
+        if old.name not in keep:
+            old.unlink()
+    return index
