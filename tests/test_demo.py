@@ -57,7 +57,9 @@ def test_quick_demo_report_opens_in_chromium(quick_demo, tmp_path):
     from test_report_browser import Browser, _chromium
 
     out, _ = quick_demo
-    browser = Browser(_chromium(), tmp_path / "profile")
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    browser = Browser(_chromium(), profile)
     try:
         page = browser.open((out / "report" / "index.html").as_uri())
     finally:
