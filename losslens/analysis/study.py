@@ -97,10 +97,14 @@ def other_genre_table(table: TidyTable, heldout: pd.DataFrame, genres: dict[str,
     if df.empty:
         return None
     other = other_genre_losses(heldout, weights)
+    before = len(df)
     df = df.merge(other, on=["model", "step", "genre"], how="inner")
     df = df.assign(loss=df["other_loss"]).drop(columns=["genre", "other_loss"])
+    notes = ["each task's x is the loss on the genres other than its own"]
+    if len(df) < before:
+        notes.append(f"{before - len(df)} rows left out: no held-out loss on their task's genre (val:<genre>)")
     return TidyTable(validate(df, table.path), source=table.source, path=table.path,
-                     x_label=OTHER_AXIS_LABEL, notes=["each task's x is the loss on the genres other than its own"])
+                     x_label=OTHER_AXIS_LABEL, notes=notes)
 
 
 def read_heldout(db: Path) -> pd.DataFrame:
@@ -187,7 +191,7 @@ def claims(report: AnalysisReport, other: AnalysisReport | None) -> dict:
          "tested": len(tested), "tasks": [_brief(t) for t in tested]}
 
     # (d): the emergent task's metrics are not predictable; at least one smooth task is.
-    emergent_bt = [t.backtest.verdict for t in emergent_pairs if t.backtest is not None]
+    emergent_bt = [t.backtest.verdict if t.backtest is not None else None for t in emergent_pairs]
     smooth_predictable = [f"{t.task}/{t.metric}" for t in smooth
                           if t.backtest is not None and t.backtest.verdict == "predictable"]
     d = {"holds": bool(emergent_bt) and all(v == "not_predictable" for v in emergent_bt) and bool(smooth_predictable),
@@ -200,14 +204,22 @@ def claims(report: AnalysisReport, other: AnalysisReport | None) -> dict:
 
 
 def run_study(db: str | Path, *, world_dir: str | Path | None = None, seed: int = 0, bootstrap: int = 1000,
-              permutations: int = 99) -> Study:
-    """Analyse a ladder's store on the validation-loss axis and (with the world) the other-genres axis."""
+              permutations: int = 99, runs: list[str] | None = None) -> Study:
+    """Analyse a ladder's store on the validation-loss axis and (with the world) the other-genres axis;
+    `runs` restricts both to those runs (a ladder's own, when the store also holds others)."""
     db = Path(db)
     table = read_db(db, loss_corpus="val") if _has_corpus(db, "val") else read_db(db)
+    if runs is not None:
+        keep = table.df["model"].isin(runs)
+        if not keep.all():
+            table.notes.append(f"{int((~keep).sum())} rows of runs outside this ladder left out")
+            table.df = validate(table.df[keep], db)
     report = analyze(table, seed=seed, bootstrap=bootstrap, permutations=permutations)
     other_table = other_report = None
     if world_dir is not None:
         heldout = read_heldout(db)
+        if runs is not None:
+            heldout = heldout[heldout["model"].isin(runs)]
         if not heldout.empty:
             other_table = other_genre_table(table, heldout, task_genres(Path(world_dir)),
                                             genre_weights(Path(world_dir), heldout))

@@ -94,7 +94,7 @@ class RayExecutor:
         return done
 
     def result(self, handle) -> JobResult:
-        from ray.exceptions import RayTaskError
+        from ray.exceptions import RayError, RayTaskError
 
         try:
             return self.ray.get(handle)
@@ -103,6 +103,9 @@ class RayExecutor:
             if isinstance(cause, BaseException):
                 raise cause from None
             raise
+        except RayError as err:  # a worker or node died (out of memory, lost node): not a bug of ours
+            from losslens.ladder.run import LadderFailed
+            raise LadderFailed(f"a Ray worker died ({type(err).__name__}); re-run to resume") from None
 
     def kill(self) -> None:
         if self.owned:

@@ -10,14 +10,18 @@ checkpoint's results land in one transaction and the store never holds half an e
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import signal
+import sys
+import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from losslens.config import to_dict
-from losslens.errors import UserError
+from losslens.errors import InputError, UserError
 from losslens.io import write_json
 from losslens.ladder.config import LadderConfig
 from losslens.ladder.jobs import EvalJob, JobResult, TrainJob
@@ -67,21 +71,25 @@ def run_ladder(cfg: LadderConfig, out: str | Path, *, executor: str | None = Non
         timings[stage] = round(now - clock, 3)
         clock = now
 
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "exists and is not a directory", field="--out")
+    out.mkdir(parents=True, exist_ok=True)
     data_dir = Path(cfg.data.dir).resolve() if cfg.data.dir else out / "data"
     data = prepare_data(dataclasses.replace(cfg.data, dir=str(data_dir)), data_dir)
-    write_json(out / "ladder.json", to_dict(cfg))
     lap("data")
 
-    plan = make_plan(cfg, out, data, per=eval_per)
+    plan = make_plan(cfg, out, data, per=eval_per)  # refuses run dirs trained with another config
+    write_json(out / "ladder.json", to_dict(cfg))
     lap("plan")
-    scheduler = _run_jobs(cfg, plan, exec_cfg, out, quiet=quiet, console=console)
+    with _sigterm_as_exit():  # `kill` or a timeout stops the workers too, not only Ctrl-C
+        scheduler = _run_jobs(cfg, plan, exec_cfg, out, quiet=quiet, console=console)
     lap("jobs")
     if scheduler.failures:
         raise LadderFailed(f"{len(scheduler.failures)} job(s) failed; the rest is kept, re-run to retry:\n  "
                            + "\n  ".join(scheduler.failures))
 
     _register_runs(out / "results.db", plan.runs)
-    study = _analyse(cfg, out, data.world_dir)
+    study = _analyse(cfg, out, data.world_dir, [r.name for r in plan.runs])
     lap("analysis")
     report_path = _report(out, study, cfg.name, console) if report else None
     lap("report")
@@ -91,6 +99,20 @@ def run_ladder(cfg: LadderConfig, out: str | Path, *, executor: str | None = Non
     console.print(f"summary: {out / 'summary.json'}" + (f"  report: {report_path}" if report_path else ""))
     return LadderResult(out, study, timings, trained=scheduler.trained, evaluated=scheduler.evaluated,
                         report=report_path)
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit():
+    """SIGTERM raises SystemExit in the driver, so the scheduler's cleanup kills the worker processes
+    (left alone, they would go on training into run dirs that a re-run then trains too)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run_jobs(cfg: LadderConfig, plan: Plan, exec_cfg, out: Path, *, quiet: bool, console) -> "Scheduler":
@@ -266,12 +288,12 @@ def _register_runs(db: Path, runs: list[Run]) -> None:
                           source="losslens", config=record.config)
 
 
-def _analyse(cfg: LadderConfig, out: Path, world_dir: Path | None):
+def _analyse(cfg: LadderConfig, out: Path, world_dir: Path | None, runs: list[str]):
     from losslens.analysis.study import run_study
 
-    a = cfg.analysis
+    a = cfg.analysis  # only this ladder's runs: a run dropped from the config may still be in the store
     study = run_study(out / "results.db", world_dir=world_dir, seed=a.seed, bootstrap=a.bootstrap,
-                      permutations=a.permutations)
+                      permutations=a.permutations, runs=runs)
     study.write_summary(out / "summary.json")
     return study
 

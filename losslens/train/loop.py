@@ -11,6 +11,7 @@ bit-identical weights (CPU, fp32, same thread count).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import math
 import sys
 from dataclasses import dataclass
@@ -120,9 +121,27 @@ def train(cfg: RunConfig, run_dir: str | Path, *, config_source: str | None = No
                 tokenizer=str(data.tokenizer.path), tokenizer_hash=data.tokenizer.hash,
                 data_dir=str(data.dir), tokens_per_step=tc.tokens_per_step, total_steps=tc.total_steps,
                 world_size=d.world_size, losslens_version=__version__)
-        return _run(cfg, run_dir, data, model_cfg, record, d, quiet=quiet, on_step=on_step)
+        with _exclusive(run_dir, d):
+            return _run(cfg, run_dir, data, model_cfg, record, d, quiet=quiet, on_step=on_step)
     finally:
         shutdown(d)
+
+
+@contextlib.contextmanager
+def _exclusive(run_dir: Path, d: Dist):
+    """One trainer per run dir: a second one (say, a re-run while a killed ladder's orphaned worker
+    still trains) stops with one line instead of racing it on checkpoints and run.json."""
+    if not d.is_main:
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(run_dir, "another process is training this run right now; stop it or wait",
+                             field="run dir") from None
+        yield
 
 
 def _resume_point(run_dir: Path, record: RunRecord, quiet: bool, d: Dist):
