@@ -34,7 +34,7 @@ def test_view_counts_runs_evals_and_shows_eta():
                             evals_done=1),
               "c": RunState("c", 4000, evals_total=3)}
     out = io.StringIO()
-    view = LadderView(states, workers=2, live=False, console=Console(file=out, width=120))
+    view = LadderView(states, live=False, console=Console(file=out, width=120))
     view.eta = 125
     view.running_evals[1] = "a step 7"
     view.console.print(view.render())

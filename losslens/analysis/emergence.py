@@ -548,7 +548,9 @@ def analyze_emergence(sub: pd.DataFrame, cfg: EmergenceConfig | None = None, *, 
         fails = chance_failures(plateau, below, cfg)
         if not fails and cfg.bootstrap > 0:
             eta_ci = st.percentile_ci(bootstrap_eta(prep, w, cfg, rng), cfg.level)
-            if eta_ci[1] >= loss.max():
+            if eta_ci is None:
+                fails.append("no bootstrap replicate gave a finite eta: its interval is unknown")
+            elif eta_ci[1] >= loss.max():
                 fails.append(f"the eta interval reaches the highest loss ({eta_ci[1]:.4g}): the plateau is not certain")
         if fails:
             verdict = "inconclusive"

@@ -107,13 +107,9 @@ def other_genre_table(table: TidyTable, heldout: pd.DataFrame, genres: dict[str,
                      x_label=OTHER_AXIS_LABEL, notes=notes)
 
 
-def read_heldout(db: Path) -> pd.DataFrame:
-    """Per-genre held-out losses (corpora named `val:<genre>`) of every checkpoint in the store."""
-    from losslens.store import Store
-
-    with Store(db, create=False) as store:
-        df = store.heldout()
-    df = df[df["corpus"].str.startswith("val:")]
+def genre_losses(heldout: pd.DataFrame) -> pd.DataFrame:
+    """The per-genre rows (corpora named `val:<genre>`) of the store's held-out losses, with `genre`."""
+    df = heldout[heldout["corpus"].str.startswith("val:")]
     return df.assign(genre=df["corpus"].str.removeprefix("val:"))
 
 
@@ -207,8 +203,12 @@ def run_study(db: str | Path, *, world_dir: str | Path | None = None, seed: int 
               permutations: int = 99, runs: list[str] | None = None) -> Study:
     """Analyse a ladder's store on the validation-loss axis and (with the world) the other-genres axis;
     `runs` restricts both to those runs (a ladder's own, when the store also holds others)."""
+    from losslens.store import Store
+
     db = Path(db)
-    table = read_db(db, loss_corpus="val") if _has_corpus(db, "val") else read_db(db)
+    with Store(db, create=False) as store:
+        heldout = store.heldout()
+    table = read_db(db, loss_corpus="val" if (heldout["corpus"] == "val").any() else None)
     if runs is not None:
         keep = table.df["model"].isin(runs)
         if not keep.all():
@@ -217,7 +217,7 @@ def run_study(db: str | Path, *, world_dir: str | Path | None = None, seed: int 
     report = analyze(table, seed=seed, bootstrap=bootstrap, permutations=permutations)
     other_table = other_report = None
     if world_dir is not None:
-        heldout = read_heldout(db)
+        heldout = genre_losses(heldout)
         if runs is not None:
             heldout = heldout[heldout["model"].isin(runs)]
         if not heldout.empty:
@@ -228,12 +228,5 @@ def run_study(db: str | Path, *, world_dir: str | Path | None = None, seed: int 
                                        scaling_law=False)
     summary = claims(report, other_report)
     return Study(table, report, other_table, other_report, summary)
-
-
-def _has_corpus(db: Path, corpus: str) -> bool:
-    from losslens.store import Store
-
-    with Store(db, create=False) as store:
-        return corpus in store.corpora()
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from losslens.config import to_dict
-from losslens.data.shards import Shard, open_shard, write_shard
+from losslens.data.shards import Shard, open_shard, token_dtype, write_shard
 from losslens.data.tokenizer import LoadedTokenizer, iter_documents, load_tokenizer, train_bpe
 from losslens.errors import InputError
 from losslens.io import write_json
@@ -116,7 +116,7 @@ def _docs(files: list[Path]):
 
 def _write(path: Path, tok: LoadedTokenizer, docs, source: str, batch: int = 4096) -> Shard:
     """Tokenize documents in batches (each ends in EOS) and write them as one shard."""
-    dtype = np.uint16 if tok.vocab_size <= 1 << 16 else np.uint32
+    dtype = token_dtype(tok.vocab_size)
     chunks, n_docs, n_bytes = [], 0, 0
     it = iter(docs)
     while chunk := list(itertools.islice(it, batch)):

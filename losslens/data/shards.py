@@ -38,10 +38,15 @@ class Shard:
         return self.header["n_bytes"] / max(self.n_tokens, 1)
 
 
+def token_dtype(vocab_size: int):
+    """The smallest unsigned integer type that holds every token id."""
+    return np.uint16 if vocab_size <= 1 << 16 else np.uint32
+
+
 def write_shard(path: str | Path, chunks: Iterable[np.ndarray], *, n_documents: int, vocab_size: int,
                 tokenizer_hash: str, n_bytes: int, **extra) -> Shard:
     """Write token arrays (documents already end in EOS) as one shard, atomically."""
-    dtype = np.uint16 if vocab_size <= 1 << 16 else np.uint32
+    dtype = token_dtype(vocab_size)
     arrays = [np.asarray(c, dtype=dtype) for c in chunks]
     tokens = np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)
     header = {"format": "losslens-tokens/1", "dtype": np.dtype(dtype).name, "n_tokens": int(tokens.size),

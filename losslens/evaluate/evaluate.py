@@ -30,7 +30,7 @@ class ModelResult:
         return self.heldout[0].nats_per_token if self.heldout else None
 
 
-def _corpora(lm: LM, heldout: list[Path] | None, world_dir: str | None) -> list[tuple[str, Path]]:
+def _corpora(heldout: list[Path] | None, world_dir: str | None) -> list[tuple[str, Path]]:
     """(name, path) of each held-out corpus; the first one is the checkpoint's pre-training loss."""
     if heldout:
         return [(p.stem, p) for p in heldout]
@@ -53,7 +53,7 @@ def evaluate_model(model: str | Path, *, tasks: list[str], world: Path | None = 
     lm = lm or load_lm(model, dtype=dtype, device=device, batch_size=batch_size)
     world_dir = str(world) if world else lm.meta.get("world_dir")
     task_list = resolve_tasks(tasks, world_dir)
-    corpora = _corpora(lm, heldout, world_dir)
+    corpora = _corpora(heldout, world_dir)
     for name, path in corpora:
         if not path.is_file():
             raise InputError(path, "held-out corpus not found", field="--heldout")

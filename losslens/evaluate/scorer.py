@@ -54,25 +54,32 @@ def _encode_item(lm: LM, context: str, choices: list[str]) -> tuple[list[int], l
     return ctx, conts
 
 
+def _left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask, left-padded so that every sequence ends at the last column."""
+    L = max(map(len, seqs))
+    ids = torch.full((len(seqs), L), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), L), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, L - len(s):] = torch.tensor(s)
+        mask[i, L - len(s):] = 1
+    return ids, mask
+
+
 @torch.no_grad()
 def _score_batch(lm: LM, batch: list[tuple[list[int], list[list[int]]]]) -> list[ContinuationScores]:
     B = len(batch)
     ctx_len = torch.tensor([len(c) for c, _ in batch])
-    L = int(ctx_len.max())
-    ids = torch.full((B, L), lm.pad_id, dtype=torch.long)
-    mask = torch.zeros((B, L), dtype=torch.long)
-    for i, (ctx, _) in enumerate(batch):  # left padding: every context ends at column L-1
-        ids[i, L - len(ctx):] = torch.tensor(ctx)
-        mask[i, L - len(ctx):] = 1
+    ids, mask = _left_pad([ctx for ctx, _ in batch], lm.pad_id)  # every context ends at the last column
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     conts = [cont for _, choices in batch for cont in choices]
     owner = torch.repeat_interleave(torch.arange(B), torch.tensor([len(ch) for _, ch in batch]))
     M = max(len(c) for c in conts)
     dev = lm.device
+    mask, owner = mask.to(dev), owner.to(dev)
     with lm.autocast():
-        out = lm.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
+        out = lm.model(input_ids=ids.to(dev), attention_mask=mask, position_ids=positions.to(dev),
                        use_cache=M > 1, **lm.last_logits_only)
-    first = out.logits[:, -1, :].float()[owner.to(dev)]  # logits of each continuation's 1st token
+    first = out.logits[:, -1, :].float()[owner]  # logits of each continuation's 1st token
     N = len(conts)
     cont_ids = torch.full((N, M), lm.pad_id, dtype=torch.long)
     cont_mask = torch.zeros((N, M), dtype=torch.long)
@@ -82,9 +89,9 @@ def _score_batch(lm: LM, batch: list[tuple[list[int], list[list[int]]]]) -> list
     cont_ids, cont_mask = cont_ids.to(dev), cont_mask.to(dev)
     if M > 1:
         cache = getattr(out, CACHE_ARG)
-        cache.reorder_cache(owner.to(dev))  # one copy of its context's cache per continuation
-        attn = torch.cat([mask.to(dev)[owner.to(dev)], cont_mask], dim=1)
-        pos = ctx_len.to(dev)[owner.to(dev), None] + torch.arange(M, device=dev)
+        cache.reorder_cache(owner)  # one copy of its context's cache per continuation
+        attn = torch.cat([mask[owner], cont_mask], dim=1)
+        pos = ctx_len.to(dev)[owner, None] + torch.arange(M, device=dev)
         with lm.autocast():
             rest = lm.model(input_ids=cont_ids, attention_mask=attn, position_ids=pos, use_cache=False,
                             **{CACHE_ARG: cache}).logits[:, :-1].float()
@@ -129,12 +136,8 @@ def generate_greedy(lm: LM, prompts: list[str], *, max_tokens: list[int], stops:
         idx = order[start:start + lm.batch_size]
         new = min(max(max_tokens[i] for i in idx), lm.max_length - 1)  # leave room for a 1-token prompt
         seqs = [encoded[i][-(lm.max_length - new):] for i in idx]
-        L = max(map(len, seqs))
-        ids = torch.full((len(idx), L), lm.pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, s in enumerate(seqs):
-            ids[r, L - len(s):] = torch.tensor(s)
-            mask[r, L - len(s):] = 1
+        ids, mask = _left_pad(seqs, lm.pad_id)
+        L = ids.shape[1]
         with lm.autocast():
             out = lm.model.generate(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
                                     max_new_tokens=new, do_sample=False, pad_token_id=lm.pad_id,

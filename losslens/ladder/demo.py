@@ -12,13 +12,6 @@ import dataclasses
 import time
 from pathlib import Path
 
-CLAIMS = (("a_smooth", "(a) a world task is smooth"),
-          ("b_emergent", "(b) a task is emergent under a discontinuous and a continuous metric"),
-          ("c_same_loss", "(c) same loss, same performance (smooth tasks); compute does not collapse"),
-          ("d_backtest", "(d) the emergent task is not predictable from high-loss checkpoints; a smooth one is"),
-          ("e_other_genres", "(e) still emergent against the loss on the other genres only"))
-
-
 def register(sub) -> None:
     p = sub.add_parser("demo", help="the embedded study: train a ladder, evaluate, analyse, report",
                        description="Train the embedded ladder of LLaMA-style models on the synthetic world, "
@@ -51,6 +44,7 @@ def run(args) -> int:
 
     from losslens.errors import InputError
     from losslens.ladder.run import run_ladder
+    from losslens.report.html import CLAIMS
 
     if args.seed < 0:
         raise InputError(None, f"must be >= 0, got {args.seed}", field="--seed")
@@ -65,7 +59,7 @@ def run(args) -> int:
     result = run_ladder(cfg, out, executor=args.executor, quiet=args.quiet, console=console)
     summary = result.study.summary
     table = Table("claim", "holds", "evidence", title=f"the paper's claims on this ladder (seed {args.seed})")
-    for key, label in CLAIMS:
+    for key, label, _ in CLAIMS:
         claim = summary.get(key, {})
         table.add_row(label, "[green]yes[/]" if claim.get("holds") else "[red]no[/]", evidence(key, claim))
     console.print(table)

@@ -82,10 +82,10 @@ def _duration(seconds: float | None) -> str:
 class LadderView:
     """What is done, running and queued; tokens/s; ETA. `live=False` prints a line per finished job."""
 
-    def __init__(self, states: dict[str, RunState], *, workers: int, live: bool, console=None):
+    def __init__(self, states: dict[str, RunState], *, live: bool, console=None):
         from rich.console import Console
 
-        self.states, self.workers, self.live_mode = states, workers, live
+        self.states, self.live_mode = states, live
         self.console = console or Console(highlight=False)
         self.t0 = time.perf_counter()
         self.running_evals: dict[str, str] = {}   # job key -> label

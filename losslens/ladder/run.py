@@ -127,11 +127,11 @@ def _run_jobs(cfg: LadderConfig, plan: Plan, exec_cfg, out: Path, *, quiet: bool
                                evals_done=plan.evaluated[r.name]) for r in plan.runs}
     if not plan.train_jobs and not plan.eval_jobs:
         console.print(what + "; nothing to do")
-        return Scheduler(plan, None, LadderView(states, workers=0, live=False, console=console), out / "results.db")
+        return Scheduler(plan, None, LadderView(states, live=False, console=console), out / "results.db")
     with make_executor(exec_cfg) as ex:
         console.print(f"{what}; {ex.name} executor, {ex.workers} workers x {exec_cfg.threads} thread(s)")
         live = not quiet and console.is_terminal
-        with LadderView(states, workers=ex.workers, live=live, console=console) as view:
+        with LadderView(states, live=live, console=console) as view:
             scheduler = Scheduler(plan, ex, view, out / "results.db")
             scheduler.run()
     return scheduler
