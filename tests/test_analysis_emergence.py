@@ -71,6 +71,34 @@ def test_straight_line_from_chance_and_steep_sigmoid_are_never_emergent(seed):
 
 
 @pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("width", [4, 10, 20])
+def test_sigmoid_rising_from_the_chance_line_is_not_emergent(seed, width):
+    """Its foot is on the chance line, so it is no rival of Eq. 3; but its tail is measurably above
+    chance (a width of range/20 is still 0.02 at a quarter range above the midpoint), so the plateau
+    test refuses a threshold."""
+    def sigmoid(L):
+        return 1 / (1 + np.exp((L - (L.min() + 0.5 * np.ptp(L))) / (np.ptp(L) / width)))
+
+    r = analyze_emergence(_custom(sigmoid, seed), CFG, seed=seed)
+    assert r.verdict == "smooth", r.summary()
+
+
+def test_saturating_rise_from_chance_is_emergent_with_the_saturating_form():
+    """Flat at chance, then a quick rise that levels off at 0.9: Eq. 3 with a ceiling fits it; the
+    plain power elbow alone would lose to a sigmoid."""
+    def curve(L):
+        eta = L.min() + 0.5 * np.ptp(L)
+        u = np.maximum(eta - L, 0) / np.ptp(L)
+        return 0.9 * u**2 / (u**2 + 0.1**2)
+
+    for seed in range(3):
+        r = analyze_emergence(_custom(curve, seed), CFG, seed=seed)
+        assert r.verdict == "emergent" and r.threshold_fit == "elbow_saturating", r.summary()
+        true_eta = r.loss_range[0] + 0.5 * (r.loss_range[1] - r.loss_range[0])
+        assert r.eta_ci[0] <= true_eta <= r.eta_ci[1], r.summary()
+
+
+@pytest.mark.parametrize("seed", range(3))
 def test_too_few_or_too_noisy_points_are_inconclusive(seed):
     def elbow(L):
         return shape_curve("emergent", L)
@@ -116,9 +144,9 @@ def test_vectorised_estimator_matches_one_row_at_a_time(planted):
     rng = np.random.default_rng(0)
     W = rng.integers(0, 3, size=(6, len(prep.y))).astype(float) + 0.01
     Y = prep.y[None, :] + rng.normal(0, 0.01, size=(6, len(prep.y)))
-    eta_all, p_all = elbow_estimates(prep.loss, Y, W, CFG)
+    eta_all, p_all, _ = elbow_estimates(prep.loss, Y, W, CFG)
     for b in range(6):
-        eta_b, p_b = elbow_estimates(prep.loss, Y[b:b + 1], W[b:b + 1], CFG)
+        eta_b, p_b, _ = elbow_estimates(prep.loss, Y[b:b + 1], W[b:b + 1], CFG)
         assert np.isclose(eta_all[b], eta_b[0]) and np.isclose(p_all[b], p_b[0])
     etas = bootstrap_eta(prep, np.ones_like(prep.y), CFG, np.random.default_rng(1))
     assert etas.shape == (CFG.bootstrap,) and np.all(np.isfinite(etas))

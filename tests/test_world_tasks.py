@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 
 from losslens.world import GENRES, WorldConfig, generate_world
@@ -49,8 +50,9 @@ def extract(item: dict, generated: str) -> str:
 def test_every_genre_has_a_task(world):
     cfg, manifest, tasks = world
     assert [t["genre"] for t in manifest["tasks"]] == list(GENRES)
-    for config, items, few in tasks.values():
-        assert len(items) == 120 and len(few) == 10
+    for name, (config, items, few) in tasks.items():
+        group = CFG["genres"]["stories"]["options"] if name == "completion" else 1
+        assert len(items) == 120 and len(few) == 10 - 10 % group  # the pool is cut to whole groups
         assert config["num_fewshot"] >= 0 and config["fewshot_separator"] == "\n" and config["description"]
         ids = [i["id"] for i in items + few]
         assert len(set(ids)) == len(ids)
@@ -160,3 +162,28 @@ def test_completion_gold_continues_the_story_script(world):
         endings = [script_of(c.strip()) for c in item["choices"]]
         assert [e == story for e in endings].index(True) == item["gold"]
         assert sum(e == story for e in endings) == 1
+
+
+def test_completion_is_counterbalanced_so_a_story_blind_model_scores_chance_exactly(world):
+    """Items come in groups of `options` that share their endings, each ending gold once, gold
+    positions a permutation: any fixed preference over endings, or over positions, gets exactly one
+    item per group right."""
+    _, _, tasks = world
+    _, items, few = tasks["completion"]
+    k = CFG["genres"]["stories"]["options"]
+    assert len(few) % k == 0  # so the eval set starts at a group boundary
+    groups = [items[i:i + k] for i in range(0, len(items) - len(items) % k, k)]
+    for g in groups:
+        endings = sorted(g[0]["choices"])
+        assert all(sorted(it["choices"]) == endings for it in g)
+        assert sorted(it["choices"][it["gold"]] for it in g) == endings
+        assert sorted(it["gold"] for it in g) == list(range(k))
+        assert len({it["context"] for it in g}) == k
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        rank = {e: r for r, e in enumerate(rng.permutation(sorted({c for it in items for c in it["choices"]})))}
+        picks = [min(range(k), key=lambda j: rank[it["choices"][j]]) for g in groups for it in g]
+        golds = [it["gold"] for g in groups for it in g]
+        assert sum(p == q for p, q in zip(picks, golds)) == len(groups)
+        position = int(rng.integers(k))
+        assert sum(position == q for q in golds) == len(groups)

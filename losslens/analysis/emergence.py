@@ -7,24 +7,33 @@ Per (task, metric), on performance normalised so that chance = 0 and perfect = 1
    between-checkpoint variance tau^2 is estimated from the residuals of a monotone (isotonic) fit.
    Weights w = 1 / (sampling variance + tau^2) make every fit below a Gaussian likelihood with the same
    known variances, so BIC = weighted SSE + k log(n) compares them fairly.
-2. Fits. Eq. 3 of Du et al. as an elbow: y = c0 + s * max(0, eta - L)^p (s >= 0), eta and p by profile
-   search (the inner fit is linear in c0, s). Smooth alternatives: flat, linear, exponential
-   y = a + b exp(c (ref - L)) and sigmoid y = a + b / (1 + exp(k (L - m))), likewise profiled.
+2. Fits. Eq. 3 of Du et al. (at chance for L >= eta, any monotone rise below) in two forms: the elbow
+   y = c0 + s u^p and the saturating elbow y = c0 + s u^p / (u^p + w^p), u = max(0, eta - L), s >= 0;
+   the nonlinear (eta, p[, w]) by grid search, the inner fit linear in c0, s. The one with the lower
+   BIC is "the threshold fit". Smooth alternatives: flat, linear, exponential y = a + b exp(c (ref - L))
+   and sigmoid y = a + b / (1 + exp(k (L - m))), likewise profiled.
 3. Tests at the fitted eta: the points above it are not above chance (one-sided z-test, p > alpha), are
    known to within `delta` of chance (one-sided 95% upper bound), and show no trend; the points below
-   it are significantly above chance.
+   it are significantly above chance, and the lowest third of them known to be more than `delta`
+   above it (present, the mirror of absent: a rise of a point is not an ability). A smooth alternative is a *rival* of the threshold only if it
+   puts the task more than `delta` above chance somewhere above eta: a sigmoid that itself sits at
+   chance there tells the same story (absent at higher loss, present at lower) with a rounder onset.
 4. Bootstrap: resample runs (whole runs, so checkpoints stay together; with few runs, the checkpoints
-   within each run) and items (binomial redraws using n; Gaussian with stderr), refit the elbow with the same estimator as
-   the data (grid plus sub-grid refinement), and take the percentile interval of eta. All replicates
+   within each run) and items (binomial redraws using n; Gaussian with stderr), refit the threshold
+   fit's form with the same estimator as the data (grid plus sub-grid refinement), and take the
+   percentile interval of eta. All replicates
    are fitted at once with a few matrix products.
 
 Verdicts:
-- `emergent`: a threshold shape (a flat stretch above eta, a rise below, Eq. 3 beating every smooth
-  alternative by `bic_margin`), the tests in 3 pass, and the interval of eta stays below the highest loss.
-- `smooth`: rising as loss falls, no threshold shape, and above chance at the highest losses.
+- `emergent`: a threshold shape (a flat stretch above eta, a rise below, Eq. 3 beating every rival by
+  `bic_margin`), the tests in 3 pass, the interval of eta stays below the highest loss, and with
+  several runs, both sides of eta hold points of at least two runs (else model identity, not loss,
+  could explain the jump).
+- `smooth`: rising as loss falls, and above chance at the highest losses (decided first: a task
+  present at the highest losses is not emergent, however well a threshold fits).
 - `not_emerged`: no rise, and the lowest-loss models are known to be within `delta` of chance.
-- `inconclusive`: anything else (too few points, too noisy, a plateau that a smooth curve explains
-  as well as a threshold, no chance level). The reasons are in `EmergenceResult.reasons`.
+- `inconclusive`: anything else (too few points, too noisy, a plateau that a rival explains as well
+  as a threshold, too small a rise, no chance level). The reasons are in `EmergenceResult.reasons`.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from losslens.analysis import stats as st
 from losslens.analysis.table import is_binomial, is_proportion
 
 VERDICTS = ("emergent", "smooth", "not_emerged", "inconclusive")
+THRESHOLD_FITS = ("elbow", "elbow_saturating")  # the two forms of Eq. 3; the rest are smooth
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +68,7 @@ class EmergenceConfig:
     min_power: float = 0.25
     max_power: float = 4.0
     max_sigmoid_steepness: float = 30.0  # k * range: steeper "sigmoids" are steps, i.e. thresholds
+    saturation: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.8)  # saturating elbow's w, x loss range
 
 
 # ---------------------------------------------------------------- data preparation
@@ -157,11 +168,14 @@ def _lin2(h: np.ndarray, y: np.ndarray, w: np.ndarray, *, nonneg: bool = False):
     return a, b, np.maximum(sse, 0.0)
 
 
-def elbow_basis(loss: np.ndarray, eta, p) -> np.ndarray:
-    """max(0, eta - L)^p for each (eta, p) pair: shape (len(eta), len(loss))."""
-    eta = np.atleast_1d(np.asarray(eta, float))[:, None]
-    p = np.atleast_1d(np.asarray(p, float))[:, None]
-    return np.maximum(eta - loss[None, :], 0.0) ** p
+def elbow_basis(loss: np.ndarray, eta, p, w=np.inf) -> np.ndarray:
+    """The rise of Eq. 3 for each (eta, p, w): u^p (w = inf) or u^p / (u^p + w^p), u = max(0, eta - L);
+    shape (len(eta), len(loss))."""
+    eta, p, w = (np.atleast_1d(np.asarray(x, float))[:, None] for x in (eta, p, w))
+    up = np.maximum(eta - loss[None, :], 0.0) ** p
+    with np.errstate(invalid="ignore"):  # inf / inf where w = inf: replaced below
+        sat = up / (up + w**p)
+    return np.where(np.isinf(w), up, sat)
 
 
 def _sigmoid(z):
@@ -187,8 +201,8 @@ class Fit:
             return q["a"] + q["b"] * np.exp(q["c"] * (q["ref"] - L))
         if self.name == "sigmoid":
             return q["a"] + q["b"] * _sigmoid(q["k"] * (q["m"] - L))
-        if self.name == "elbow":
-            return q["c0"] + q["s"] * np.maximum(q["eta"] - L, 0.0) ** q["p"]
+        if self.name in THRESHOLD_FITS:
+            return q["c0"] + q["s"] * elbow_basis(L, q["eta"], q["p"], q.get("w", np.inf))[0]
         raise ValueError(self.name)
 
     def to_dict(self) -> dict:
@@ -241,19 +255,23 @@ def fit_models(loss, y, w, cfg: EmergenceConfig) -> dict[str, Fit]:
                                 bounds=(np.array([0.1 / rng_, lo - rng_]), np.array([kmax, hi + rng_])))
     fits["sigmoid"] = _make("sigmoid", 4, sse, n, {"a": a, "b": b, "k": theta[0], "m": theta[1]})
 
-    eta, p = elbow_estimates(loss, y[None, :], w[None, :], cfg)
-    a, b, sse = _lin2(elbow_basis(loss, eta, p), y, w, nonneg=True)
-    fits["elbow"] = _make("elbow", 4, sse[0], n, {"c0": a[0], "s": b[0], "eta": eta[0], "p": p[0]})
+    for name, saturating, k in (("elbow", False, 4), ("elbow_saturating", True, 5)):
+        eta, p, ws = elbow_estimates(loss, y[None, :], w[None, :], cfg, saturating=saturating)
+        a, b, sse = _lin2(elbow_basis(loss, eta, p, ws), y, w, nonneg=True)
+        params = {"c0": a[0], "s": b[0], "eta": eta[0], "p": p[0]} | ({"w": ws[0]} if saturating else {})
+        fits[name] = _make(name, k, sse[0], n, params)
     return fits
 
 
-def elbow_grid(loss, cfg: EmergenceConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate thresholds (just above the lowest loss up to `extend` ranges beyond the highest) and
-    log-powers (uniform, so the grid is regular for the sub-grid interpolation)."""
+def elbow_grid(loss, cfg: EmergenceConfig, saturating: bool = False):
+    """Candidate thresholds (just above the lowest loss up to `extend` ranges beyond the highest),
+    log-powers (uniform, so the grid is regular for the sub-grid interpolation) and saturation widths
+    (inf alone for the plain elbow)."""
     lo, hi = float(loss.min()), float(loss.max())
     r = hi - lo
     etas = np.linspace(lo + 0.01 * r, hi + cfg.extend * r, cfg.n_eta)
-    return etas, np.linspace(np.log(cfg.min_power), np.log(cfg.max_power), cfg.n_power)
+    ws = r * np.asarray(cfg.saturation, float) if saturating else np.array([np.inf])
+    return etas, np.linspace(np.log(cfg.min_power), np.log(cfg.max_power), cfg.n_power), ws
 
 
 # Least-squares fit of a quadratic a + b u + c v + d u^2 + e v^2 + g uv to a 3 x 3 patch (u, v in -1, 0, 1).
@@ -261,28 +279,30 @@ _U, _V = (g.ravel() for g in np.meshgrid([-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0], ind
 _QUAD = np.linalg.pinv(np.column_stack([np.ones(9), _U, _V, _U**2, _V**2, _U * _V]))  # (6, 9)
 
 
-def elbow_design(loss, cfg: EmergenceConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The grid (etas, log-powers) and the basis max(0, eta - L)^p of every grid point: (G, n)."""
-    etas, qs = elbow_grid(loss, cfg)
-    E, Q = np.meshgrid(etas, qs, indexing="ij")
-    return etas, qs, elbow_basis(loss, E.ravel(), np.exp(Q.ravel()))
+def elbow_design(loss, cfg: EmergenceConfig, saturating: bool = False):
+    """The grid (etas, log-powers, widths) and the basis of every grid point: (G, n), G in
+    (eta, p, w) order."""
+    etas, qs, ws = elbow_grid(loss, cfg, saturating)
+    E, Q, S = np.meshgrid(etas, qs, ws, indexing="ij")
+    return etas, qs, ws, elbow_basis(loss, E.ravel(), np.exp(Q.ravel()), S.ravel())
 
 
-def elbow_estimates(loss, Y, W, cfg: EmergenceConfig, design=None) -> tuple[np.ndarray, np.ndarray]:
-    """The elbow's (eta, p) for each row of Y (values) and W (weights), all rows at once.
+def elbow_estimates(loss, Y, W, cfg: EmergenceConfig, design=None, *, saturating: bool = False):
+    """Eq. 3's (eta, p, w) for each row of Y (values) and W (weights), all rows at once; w is inf for
+    the plain elbow.
 
-    y = c0 + s max(0, eta - L)^p is linear in (c0, s) given (eta, p), so every grid point is scored by a
-    few matrix products; the best grid point is then refined by the peak of a quadratic through its
-    3 x 3 neighbourhood (eta and p trade off strongly, so a coarse p grid alone makes eta jump). The
-    full-data fit and every bootstrap replicate use this same estimator. `design` may pass a
-    precomputed `elbow_design(loss, cfg)`.
+    y = c0 + s h(L; eta, p, w) is linear in (c0, s) given the rest, so every grid point is scored by a
+    few matrix products; the best grid point is then refined in (eta, p) by the peak of a quadratic
+    through its 3 x 3 neighbourhood at the best w (eta and p trade off strongly, so a coarse p grid
+    alone makes eta jump). The full-data fit and every bootstrap replicate use this same estimator.
+    `design` may pass a precomputed `elbow_design(loss, cfg, saturating)`.
     """
-    etas, qs, H = design if design is not None else elbow_design(loss, cfg)
+    etas, qs, ws, H = design if design is not None else elbow_design(loss, cfg, saturating)
     WY = W * Y
     sw, sy = W.sum(1)[:, None], WY.sum(1)[:, None]
     sh, shh, shy = W @ H.T, W @ (H * H).T, WY @ H.T           # (B, G) each: the whole refit is here
     # With the intercept profiled out, SSE = const - max(Shy_c, 0)^2 / Shh_c (centred sums, slope s >= 0),
-    # so the best (eta, p) maximises the second term; in place, as these arrays are large.
+    # so the best grid point maximises the second term; in place, as these arrays are large.
     mean_h = np.divide(sh, sw, out=sh)
     tmp = np.multiply(mean_h, mean_h)
     tmp *= sw
@@ -292,12 +312,12 @@ def elbow_estimates(loss, Y, W, cfg: EmergenceConfig, design=None) -> tuple[np.n
     np.maximum(shy, 0.0, out=shy)
     shy *= shy
     shh += 1e-300
-    score = np.divide(shy, shh, out=shy).reshape(len(Y), len(etas), len(qs))
+    score = np.divide(shy, shh, out=shy).reshape(len(Y), len(etas), len(qs), len(ws))
     best = score.reshape(len(Y), -1).argmax(1)
-    i, j = np.unravel_index(best, (len(etas), len(qs)))
+    i, j, k = np.unravel_index(best, (len(etas), len(qs), len(ws)))
     ic, jc = np.clip(i, 1, len(etas) - 2), np.clip(j, 1, len(qs) - 2)
     rows = np.arange(len(Y))[:, None]
-    patch = score[rows, ic[:, None] + _U.astype(int)[None, :], jc[:, None] + _V.astype(int)[None, :]]
+    patch = score[rows, ic[:, None] + _U.astype(int)[None, :], jc[:, None] + _V.astype(int)[None, :], k[:, None]]
     _, b, c, d, e, g = (_QUAD @ patch.T)
     det = 4 * d * e - g * g
     concave = (d < 0) & (e < 0) & (det > 0)                  # a peak, not a saddle or a valley
@@ -308,11 +328,13 @@ def elbow_estimates(loss, Y, W, cfg: EmergenceConfig, design=None) -> tuple[np.n
     u, v = np.where(far, i - ic, u), np.where(far, j - jc, v)
     eta = np.interp(ic + u, np.arange(len(etas)), etas)
     q = np.interp(jc + v, np.arange(len(qs)), qs)
-    return eta, np.exp(q)
+    return eta, np.exp(q), ws[k]
 
 
-def bootstrap_eta(prep: Prepared, w: np.ndarray, cfg: EmergenceConfig, rng: np.random.Generator) -> np.ndarray:
-    """eta refitted in `cfg.bootstrap` resamples of runs and items: shape (B,).
+def bootstrap_eta(prep: Prepared, w: np.ndarray, cfg: EmergenceConfig, rng: np.random.Generator,
+                  *, saturating: bool = False) -> np.ndarray:
+    """eta refitted in `cfg.bootstrap` resamples of runs and items: shape (B,). `saturating` picks the
+    form of Eq. 3 refitted (the one the data chose).
 
     Runs are resampled whole (multinomial counts become row weights), so checkpoints of one run stay
     together; with fewer than `cfg.min_runs_resampled` runs (a bootstrap over 4 runs has 35 distinct
@@ -336,7 +358,7 @@ def bootstrap_eta(prep: Prepared, w: np.ndarray, cfg: EmergenceConfig, rng: np.r
         Y = y[None, :] + rng.standard_normal((B, len(y))) * np.sqrt(prep.var)[None, :]
     else:
         Y = np.broadcast_to(y, (B, len(y)))
-    return elbow_estimates(prep.loss, Y, counts * w[None, :], cfg)[0]
+    return elbow_estimates(prep.loss, Y, counts * w[None, :], cfg, saturating=saturating)[0]
 
 
 # ---------------------------------------------------------------- result
@@ -348,6 +370,7 @@ class Region:
 
     n_points: int
     n_losses: int
+    n_runs: int
     mean: float | None
     se: float | None
     p_above_chance: float | None   # one-sided: mean > 0
@@ -363,17 +386,23 @@ class Region:
         from a handful of items does not count."""
         return self.upper is not None and self.upper < delta and self.upper - self.mean < delta
 
+    def clearly_above(self, delta: float) -> bool:
+        """Known to be more than delta above chance: the one-sided lower bound (mirror of `upper`)
+        exceeds delta."""
+        return self.upper is not None and 2 * self.mean - self.upper > delta
 
-def region(loss, y, w, mask, level: float = 0.95) -> Region:
+
+def region(loss, y, w, mask, codes, level: float = 0.95) -> Region:
     m = np.asarray(mask, bool)
     if not m.any():
-        return Region(0, 0, None, None, None, None, None)
+        return Region(0, 0, 0, None, None, None, None, None)
     mean, se = st.weighted_mean_se(y[m], w[m])
     slope_p = None
     if len(np.unique(loss[m])) >= 3:
         slope, sse = st.wls_slope(loss[m], y[m], w[m])
         slope_p = float(stats.norm.cdf(slope / sse)) if np.isfinite(sse) else None
-    return Region(int(m.sum()), int(len(np.unique(loss[m]))), mean, se, st.z_above(mean, se),
+    return Region(int(m.sum()), int(len(np.unique(loss[m]))), int(len(np.unique(codes[m]))), mean, se,
+                  st.z_above(mean, se),
                   mean + stats.norm.ppf(level) * se, slope_p)
 
 
@@ -394,8 +423,11 @@ class EmergenceResult:
     loss_range: tuple[float, float]
     tau2: float
     trend_p: float | None             # one-sided: performance rises as loss falls (all points)
-    delta_bic: float | None           # BIC(best smooth) - BIC(elbow): > 0 favours the threshold
+    delta_bic: float | None           # BIC(best smooth) - BIC(threshold fit): > 0 favours the threshold
     best_smooth: str | None
+    threshold_fit: str | None         # the form of Eq. 3 the data chose: "elbow" or "elbow_saturating"
+    rival: str | None                 # the best smooth fit that puts the task above chance above eta
+    rival_delta_bic: float | None     # BIC(rival) - BIC(threshold fit); None when no smooth fit is a rival
     plateau: Region | None            # points with loss >= eta
     below: Region | None              # points with loss < eta
     high: Region | None               # the highest-loss third of distinct losses
@@ -404,10 +436,10 @@ class EmergenceResult:
     notes: list[str]
 
     def curve(self, loss) -> np.ndarray | None:
-        """The normalised elbow fit at `loss`, mapped back to the metric's units (for figures)."""
-        if "elbow" not in self.fits:
+        """The threshold fit (Eq. 3) at `loss`, mapped back to the metric's units (for figures)."""
+        if self.threshold_fit is None:
             return None
-        y = self.fits["elbow"].predict(loss)
+        y = self.fits[self.threshold_fit].predict(loss)
         return (self.chance or 0.0) + y * (self.perfect - (self.chance or 0.0))
 
     def to_dict(self) -> dict:
@@ -418,6 +450,7 @@ class EmergenceResult:
             "perfect": self.perfect, "higher_is_better": self.higher_is_better,
             "loss_range": list(self.loss_range), "tau2": self.tau2, "trend_p": self.trend_p,
             "delta_bic": self.delta_bic, "best_smooth": self.best_smooth,
+            "threshold_fit": self.threshold_fit, "rival": self.rival, "rival_delta_bic": self.rival_delta_bic,
             "fits": {k: f.to_dict() for k, f in self.fits.items()}, "notes": list(self.notes),
         }
         for name in ("plateau", "below", "high", "low"):
@@ -439,7 +472,9 @@ class EmergenceResult:
                      f"chance {f(self.chance)}, tau^2 {self.tau2:.2g}; trend p {f(self.trend_p, '.2g')}")
         if self.fits:
             bics = ", ".join(f"{k} {v.bic:.1f}" for k, v in self.fits.items())
-            lines.append(f"  BIC: {bics}; best smooth {self.best_smooth}, delta {f(self.delta_bic, '.1f')}")
+            lines.append(f"  BIC: {bics}; threshold fit {self.threshold_fit}; best smooth {self.best_smooth}, "
+                         f"delta {f(self.delta_bic, '.1f')}; rival {self.rival or 'none'}, "
+                         f"delta {f(self.rival_delta_bic, '.1f')}")
         for name in ("plateau", "below", "high", "low"):
             r = getattr(self, name)
             if r and r.n_points:
@@ -452,12 +487,27 @@ class EmergenceResult:
 # ---------------------------------------------------------------- the analysis
 
 
-def kink_failures(eta, plateau: Region | None, below: Region | None, delta_bic: float, best_smooth: str,
-                  cfg: EmergenceConfig) -> list[str]:
-    """Why the data show no threshold shape (a flat stretch, then a rise that no smooth curve explains);
-    empty when they do."""
+def rivals(fits: dict[str, Fit], loss: np.ndarray, eta: float, cfg: EmergenceConfig) -> dict[str, Fit]:
+    """The smooth fits that disagree with a threshold at eta: each puts the task more than `delta` above
+    chance somewhere at or above eta. A smooth curve that also sits at chance there (a sigmoid with its
+    foot on the chance line, say) says what Eq. 3 says, absent at higher loss and present at lower,
+    only with a rounder onset, so it is no evidence against the threshold."""
+    above = loss[loss >= eta]
+    out = {}
+    for name, fit in fits.items():
+        if name in THRESHOLD_FITS or name == "flat":
+            continue
+        if not len(above) or float(np.max(fit.predict(above))) >= cfg.delta:
+            out[name] = fit
+    return out
+
+
+def kink_failures(eta, plateau: Region | None, below: Region | None, rival_delta_bic: float | None,
+                  rival: str | None, cfg: EmergenceConfig, n_runs: int = 1) -> list[str]:
+    """Why the data show no threshold shape (a flat stretch, then a rise that no rival smooth curve
+    explains as well); empty when they do."""
     if eta is None:
-        return ["the elbow fit has no rise"]
+        return ["the threshold fit has no rise"]
     fails = []
     if plateau.n_losses < cfg.min_side:
         fails.append(f"only {plateau.n_losses} distinct losses above eta (need {cfg.min_side})")
@@ -465,14 +515,19 @@ def kink_failures(eta, plateau: Region | None, below: Region | None, delta_bic: 
         fails.append(f"above eta performance still rises as loss falls (p {plateau.slope_p:.2g})")
     if below.n_losses < cfg.min_side:
         fails.append(f"only {below.n_losses} distinct losses below eta (need {cfg.min_side})")
-    if delta_bic < cfg.bic_margin:
-        fails.append(f"a smooth {best_smooth} fits about as well as the threshold "
-                     f"(delta BIC {delta_bic:.1f} < {cfg.bic_margin})")
+    for side, r in (("above", plateau), ("below", below)):
+        if r.n_points and r.n_runs < min(2, n_runs):  # one model alone on a side: size could explain the jump
+            fails.append(f"every point {side} eta comes from one run of {n_runs}")
+    if rival is not None and rival_delta_bic < cfg.bic_margin:
+        fails.append(f"a smooth {rival}, above chance above eta, fits about as well as the threshold "
+                     f"(delta BIC {rival_delta_bic:.1f} < {cfg.bic_margin})")
     return fails
 
 
-def chance_failures(plateau: Region, below: Region, cfg: EmergenceConfig) -> list[str]:
-    """Why the plateau is not at chance or the rise not above it (empty when both hold)."""
+def chance_failures(plateau: Region, below: Region, peak: Region, cfg: EmergenceConfig) -> list[str]:
+    """Why the plateau is not at chance, or the ability not present below eta (empty when both hold):
+    absent means known to be within delta of chance, so present means known to be more than delta
+    above it, at the lowest losses (`peak`, the lowest third of the distinct losses below eta)."""
     fails = []
     if plateau.p_above_chance < cfg.alpha:
         fails.append(f"above eta the task is above chance (mean {plateau.mean:.3g}, p {plateau.p_above_chance:.2g})")
@@ -481,6 +536,9 @@ def chance_failures(plateau: Region, below: Region, cfg: EmergenceConfig) -> lis
                      f"(mean {plateau.mean:.3g}, upper bound {plateau.upper:.3g})")
     if below.p_above_chance >= cfg.alpha:
         fails.append(f"below eta the task is not significantly above chance (p {below.p_above_chance:.2g})")
+    elif not peak.clearly_above(cfg.delta):
+        fails.append(f"at the lowest losses the task is not known to be more than {cfg.delta} above chance "
+                     f"(mean {peak.mean:.3g}, lower bound {2 * peak.mean - peak.upper:.3g}): too small a rise")
     return fails
 
 
@@ -498,33 +556,42 @@ def analyze_emergence(sub: pd.DataFrame, cfg: EmergenceConfig | None = None, *, 
     if len(distinct) < cfg.min_points:
         return EmergenceResult(verdict="inconclusive", reasons=[f"only {len(distinct)} distinct losses "
                                f"(need {cfg.min_points})"], eta=None, eta_ci=None, tau2=float("nan"),
-                               trend_p=None, delta_bic=None, best_smooth=None, plateau=None, below=None,
+                               trend_p=None, delta_bic=None, best_smooth=None, threshold_fit=None, rival=None,
+                               rival_delta_bic=None, plateau=None, below=None,
                                high=None, low=None, fits={}, **base)
 
     tau2 = extra_variance(loss, y, prep.var)
     w = 1.0 / (prep.var + tau2)
     fits = fit_models(loss, y, w, cfg)
-    smooth = {k: v for k, v in fits.items() if k not in ("elbow", "flat")}
+    threshold_fit = min(THRESHOLD_FITS, key=lambda k: fits[k].bic)
+    threshold = fits[threshold_fit]
+    smooth = {k: v for k, v in fits.items() if k not in THRESHOLD_FITS + ("flat",)}
     best_smooth = min(smooth, key=lambda k: smooth[k].bic)
-    delta_bic = smooth[best_smooth].bic - fits["elbow"].bic
+    delta_bic = smooth[best_smooth].bic - threshold.bic
 
     slope, se = st.wls_slope(loss, y, w)
     trend_p = float(stats.norm.cdf(slope / se))
     thirds = np.quantile(distinct, [1 / 3, 2 / 3])
-    high = region(loss, y, w, loss >= thirds[1], cfg.level)
-    low = region(loss, y, w, loss <= thirds[0], cfg.level)
+    high = region(loss, y, w, loss >= thirds[1], prep.codes, cfg.level)
+    low = region(loss, y, w, loss <= thirds[0], prep.codes, cfg.level)
 
-    el = fits["elbow"].params
-    eta = el["eta"] if el["s"] > 0 else None
-    plateau = below = None
+    eta = threshold.params["eta"] if threshold.params["s"] > 0 else None
+    plateau = below = peak = rival = rival_delta_bic = None
     if eta is not None:
-        plateau = region(loss, y, w, loss >= eta, cfg.level)
-        below = region(loss, y, w, loss < eta, cfg.level)
+        plateau = region(loss, y, w, loss >= eta, prep.codes, cfg.level)
+        below = region(loss, y, w, loss < eta, prep.codes, cfg.level)
+        if below.n_points:
+            peak = region(loss, y, w, loss <= np.quantile(distinct[distinct < eta], 1 / 3), prep.codes, cfg.level)
+        rival_fits = rivals(fits, loss, eta, cfg)
+        if rival_fits:
+            rival = min(rival_fits, key=lambda k: rival_fits[k].bic)
+            rival_delta_bic = float(rival_fits[rival].bic - threshold.bic)
+    saturating = threshold_fit == "elbow_saturating"
 
     reasons: list[str] = []
     eta_ci = None
     rising = trend_p < cfg.alpha
-    kink = kink_failures(eta, plateau, below, delta_bic, best_smooth, cfg)
+    kink = kink_failures(eta, plateau, below, rival_delta_bic, rival, cfg, prep.n_runs)
     # "Above chance at the highest losses": above the elbow's eta where it has a stretch there, so a
     # noisy plateau at chance is never called smooth; else the highest-loss third of distinct losses.
     if eta is not None and plateau.n_losses >= cfg.min_side:
@@ -544,28 +611,31 @@ def analyze_emergence(sub: pd.DataFrame, cfg: EmergenceConfig | None = None, *, 
             verdict = "inconclusive"
             reasons.append(f"no detectable rise, but too noisy to say the lowest-loss models are at chance "
                            f"(mean {low.mean:.3g}, upper bound {low.upper:.3g}; delta {cfg.delta})")
+    elif rising and top.p_above_chance < cfg.alpha:
+        verdict = "smooth"
+        reasons.append(f"rising as loss falls (p {trend_p:.2g}) and above chance at the highest losses "
+                       f"({top_name}, p {top.p_above_chance:.2g})")
+        reasons += [f"no threshold: {m}" for m in kink]
     elif not kink:
-        fails = chance_failures(plateau, below, cfg)
+        fails = chance_failures(plateau, below, peak, cfg)
         if not fails and cfg.bootstrap > 0:
-            eta_ci = st.percentile_ci(bootstrap_eta(prep, w, cfg, rng), cfg.level)
+            eta_ci = st.percentile_ci(bootstrap_eta(prep, w, cfg, rng, saturating=saturating), cfg.level)
             if eta_ci is None:
                 fails.append("no bootstrap replicate gave a finite eta: its interval is unknown")
             elif eta_ci[1] >= loss.max():
                 fails.append(f"the eta interval reaches the highest loss ({eta_ci[1]:.4g}): the plateau is not certain")
         if fails:
             verdict = "inconclusive"
-            reasons.append("a threshold shape fits best, but:")
+            reasons.append("a threshold shape fits, but:")
             reasons += fails
         else:
             verdict = "emergent"
+            versus = (f"the threshold beats a {rival} by {rival_delta_bic:.1f} BIC" if rival else
+                      f"no smooth fit puts the task more than {cfg.delta} above chance above eta (the best, "
+                      f"a {best_smooth}, fits {abs(delta_bic):.1f} BIC {'worse' if delta_bic > 0 else 'better'} "
+                      f"than the threshold, telling the same story)")
             reasons.append(f"at chance above eta (p {plateau.p_above_chance:.2g}, upper bound {plateau.upper:.3g}), "
-                           f"above chance below it (p {below.p_above_chance:.2g}); "
-                           f"the threshold beats a {best_smooth} by {delta_bic:.1f} BIC")
-    elif rising and top.p_above_chance < cfg.alpha:
-        verdict = "smooth"
-        reasons.append(f"rising as loss falls (p {trend_p:.2g}) and above chance at the highest losses "
-                       f"({top_name}, p {top.p_above_chance:.2g})")
-        reasons += [f"no threshold: {m}" for m in kink]
+                           f"above chance below it (p {below.p_above_chance:.2g}); " + versus)
     else:
         verdict = "inconclusive"
         if not rising:
@@ -576,7 +646,8 @@ def analyze_emergence(sub: pd.DataFrame, cfg: EmergenceConfig | None = None, *, 
         reasons += kink
     if eta_ci is None and verdict == "inconclusive" and cfg.bootstrap > 0 and eta is not None:
         # still report how uncertain the elbow's eta is, as evidence
-        eta_ci = st.percentile_ci(bootstrap_eta(prep, w, cfg, rng), cfg.level)
+        eta_ci = st.percentile_ci(bootstrap_eta(prep, w, cfg, rng, saturating=saturating), cfg.level)
     return EmergenceResult(verdict=verdict, reasons=reasons, eta=eta, eta_ci=eta_ci, tau2=tau2, trend_p=trend_p,
-                           delta_bic=float(delta_bic), best_smooth=best_smooth, plateau=plateau, below=below,
+                           delta_bic=float(delta_bic), best_smooth=best_smooth, threshold_fit=threshold_fit,
+                           rival=rival, rival_delta_bic=rival_delta_bic, plateau=plateau, below=below,
                            high=high, low=low, fits=fits, **base)

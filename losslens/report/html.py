@@ -236,23 +236,26 @@ def _pairs(study):
 
 def verdicts_section(study) -> Html:
     has_other = study.other_report is not None
-    headers = ["task", "metric", "verdict", "eta [95% CI]", "delta BIC", "best smooth"]
+    headers = ["task", "metric", "verdict", "eta [95% CI]", "delta BIC", "best smooth", "rival (delta BIC)"]
     if has_other:
         headers += ["verdict (other genres)", "eta (other genres)"]
     headers.append("reasons")
     rows = []
     for t, o in _pairs(study):
         e = t.emergence
-        row = [t.task, t.metric, _badge(e.verdict), _eta(e), _num(e.delta_bic, ".1f"), e.best_smooth or "-"]
+        rival = f"{e.rival} ({_num(e.rival_delta_bic, '.1f')})" if e.rival else "none"
+        row = [t.task, t.metric, _badge(e.verdict), _eta(e), _num(e.delta_bic, ".1f"), e.best_smooth or "-", rival]
         if has_other:
             row += [_badge(o.verdict) if o else "-", _eta(o.emergence) if o else "-"]
         row.append(_list([*e.reasons, *e.notes]))
         rows.append(row)
-    numeric = {3, 4} | ({7} if has_other else set())
+    numeric = {3, 4} | ({8} if has_other else set())
     return _join([_tag("h2", "Verdicts", id="verdicts"),
                   _tag("p", "Each (task, metric) classified on the validation-loss axis"
                        + (" and on the loss of the genres other than the task's own" if has_other else "")
-                       + ". delta BIC > 0 favours the threshold (Eq. 3) over the best smooth curve; "
+                       + ". delta BIC > 0 favours the threshold (Eq. 3) over the best smooth curve; a rival is "
+                         "a smooth curve that puts the task more than delta above chance above eta, the "
+                         "only kind the threshold must beat; "
                          "eta is reported only where the verdict is emergent."),
                   _table(headers, rows, numeric)])
 

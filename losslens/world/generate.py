@@ -201,6 +201,7 @@ def _build(cfg: WorldConfig, tmp: Path, workers: int) -> dict:
         # When the item space is short, the eval set keeps at least 4/5 of what exists.
         n_few = cfg.fewshot_items if len(items) >= cfg.eval_items + cfg.fewshot_items else \
             min(cfg.fewshot_items, len(items) // 5)
+        n_few -= n_few % genre.item_group()
         few, evals = items[:n_few], items[n_few:n_few + cfg.eval_items]
         paths = {"config": f"eval/{task}.json", "items": f"eval/{task}.jsonl", "fewshot": f"eval/{task}.fewshot.jsonl"}
         (tmp / "eval").mkdir(exist_ok=True)

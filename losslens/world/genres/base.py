@@ -91,6 +91,11 @@ class Genre:
         """Options per multiple-choice item (chance = 1 / this); unused for generation."""
         return 0
 
+    def item_group(self) -> int:
+        """Eval items come in balanced groups of this many consecutive items (1: no groups); the
+        few-shot pool is cut to whole groups so that the eval set starts at a group boundary."""
+        return 1
+
     # --- shared machinery ------------------------------------------------------------------------
     def documents(self, rng: np.random.Generator, n: int) -> list[Doc]:
         """`n` training documents built only from units whose key is not held out."""

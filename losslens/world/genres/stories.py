@@ -3,15 +3,17 @@
     Sara was very hungry. She went to the kitchen. She found some bread and cheese. | She made a sandwich and ate it.
 
 A script is a situation, three events and an ending, each in two phrasings. Wrong endings come from
-other scripts, told about the same person, so grammar does not give the answer away: only knowing
-which events go with which ending does. Scripts are drawn Zipf-style, so common situations are
-learned first and rare ones later: a smooth, knowledge-like ability.
+other scripts, told about a person of the same gender, so grammar does not give the answer away: only
+knowing which events go with which ending does. Eval items come in counterbalanced groups (see
+`Stories.items`), so a model that ignores the story scores chance exactly. Scripts are drawn
+Zipf-style, so common situations are learned first and rare ones later: a smooth, knowledge-like
+ability.
 """
 
 from __future__ import annotations
 
 from losslens.world import lexicon as lex
-from losslens.world.genres.base import Doc, Genre, TaskInfo, Unit, multiple_choice
+from losslens.world.genres.base import Doc, Genre, TaskInfo, Unit
 from losslens.world.sampling import KB, Popularity, rng_for
 
 NAMES = lex.FEMALE_NAMES + lex.MALE_NAMES
@@ -178,11 +180,43 @@ class Stories(Genre):
         context, ending = units[0].data[:2]
         return Doc(f"{context} {ending}")
 
-    def render_item(self, unit, rng):
-        context, ending, script, name, female = unit.data
-        others = [int(s) for s in rng.permutation(len(SCRIPTS)) if s != script][: self.cfg.options - 1]
-        wrong = [" " + _person(SCRIPTS[s][2][int(rng.integers(2))], name, female) for s in others]
-        return multiple_choice(context, " " + ending, wrong, rng)
+    def items(self, rng, n):
+        """Items in counterbalanced groups of `options`: the stories of one group share a gender and
+        have distinct scripts, and every item of the group offers the same endings, each its own
+        story's gold once; the gold positions in a group are a permutation. So a model blind to the
+        story (one that prefers some endings, short ones say, or some positions) scores exactly
+        chance on every whole group; only reading the story beats it. Without this, the endings a
+        200-item sample happens to favour put a context-free model a few points off chance."""
+        k = self.cfg.options
+        want = -(-n // k)                       # whole groups; the last is cut to give n items
+        open_groups: dict[bool, list[list[Unit]]] = {False: [], True: []}
+        groups: list[list[Unit]] = []
+        for u in self._take(rng, 2 * want * k, heldout=True, distinct=True):
+            script, female = u.data[2], u.data[4]
+            group = next((g for g in open_groups[female] if all(v.data[2] != script for v in g)), None)
+            if group is None:
+                group = []
+                open_groups[female].append(group)
+            group.append(u)
+            if len(group) == k:
+                open_groups[female].remove(group)
+                groups.append(group)
+                if len(groups) == want:
+                    break
+        return [item for g in groups for item in self._group_items(g, rng)][:n]
+
+    @staticmethod
+    def _group_items(group: list[Unit], rng) -> list[dict]:
+        endings = [" " + u.data[1] for u in group]
+        k = len(group)
+        gold_at = rng.permutation(k)
+        # item i shows the endings rotated so that its own sits at gold_at[i]
+        return [{"context": u.data[0], "gold": int(gold_at[i]),
+                 "choices": [endings[(j + i - gold_at[i]) % k] for j in range(k)]}
+                for i, u in enumerate(group)]
+
+    def item_group(self):
+        return self.cfg.options
 
     def num_choices(self):
         return self.cfg.options
