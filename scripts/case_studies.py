@@ -66,7 +66,8 @@ def category(t, cfg: EmergenceConfig = EmergenceConfig()) -> str:
         return "untestable"  # no chance level, or too few distinct losses
     if not rising and e.low.p_above_chance >= cfg.alpha:
         return "noisy_near_chance"  # no rise, but not known to be within delta of chance
-    if e.eta is not None and not kink_failures(e.eta, e.plateau, e.below, e.rival_delta_bic, e.rival, cfg, e.n_runs):
+    if e.eta is not None and not kink_failures(e.eta, e.plateau, e.below, e.rival_delta_bic, e.rival, cfg, e.n_runs,
+                                               e.delta_bic, e.best_smooth):
         return "threshold_not_at_chance"  # a threshold shape, but a chance test fails (plateau, rise, eta)
     return "rises_without_threshold" if rising else "no_rise"
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from losslens.analysis.emergence import EmergenceConfig, analyze_emergence, bootstrap_eta, elbow_estimates, prepare
+from losslens.analysis.emergence import (EmergenceConfig, Region, analyze_emergence, bootstrap_eta, elbow_estimates,
+                                         kink_failures, prepare)
 from losslens.analysis.synthetic import ladder_points, planted_table, shape_curve
 from losslens.analysis.table import validate
 
@@ -73,14 +76,56 @@ def test_straight_line_from_chance_and_steep_sigmoid_are_never_emergent(seed):
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("width", [4, 10, 20])
 def test_sigmoid_rising_from_the_chance_line_is_not_emergent(seed, width):
-    """Its foot is on the chance line, so it is no rival of Eq. 3; but its tail is measurably above
-    chance (a width of range/20 is still 0.02 at a quarter range above the midpoint), so the plateau
-    test refuses a threshold."""
+    """A sigmoid with its foot on the chance line (midpoint halfway): its tail is measurably above
+    chance where a threshold would need a plateau, so the plateau test refuses a threshold."""
     def sigmoid(L):
         return 1 / (1 + np.exp((L - (L.min() + 0.5 * np.ptp(L))) / (np.ptp(L) / width)))
 
     r = analyze_emergence(_custom(sigmoid, seed), CFG, seed=seed)
     assert r.verdict == "smooth", r.summary()
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("width", [10, 20])
+@pytest.mark.parametrize("n_items", [100, 1000])
+def test_steep_sigmoid_low_in_the_range_is_never_emergent(seed, width, n_items):
+    """Midpoint at 0.3 of the range: the curve is at chance over the upper half, so no smooth fit is a
+    rival, yet the sigmoid fits far better than either form of Eq. 3 (by 80-260 BIC): a threshold
+    placed by such a poor fit is not trusted."""
+    def sigmoid(L):
+        return 1 / (1 + np.exp((L - (L.min() + 0.3 * np.ptp(L))) / (np.ptp(L) / width)))
+
+    r = analyze_emergence(_custom(sigmoid, seed, n_items=n_items), CFG, seed=seed)
+    assert r.verdict != "emergent", r.summary()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_threshold_on_a_small_offset_is_neither_smooth_nor_emergent(seed):
+    """A clean threshold whose plateau sits 0.03 above chance (answer bias, say): not emergent (the
+    plateau is above chance) and not smooth (not clearly present at the highest losses)."""
+    r = analyze_emergence(_custom(lambda L: 0.03 + shape_curve("emergent", L), seed), CFG, seed=seed)
+    assert r.verdict == "inconclusive", r.summary()
+    assert any("above eta the task is above chance" in m for m in r.reasons), r.summary()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_rise_too_small_to_be_an_ability_is_not_emergent(seed):
+    """At chance, then up by 0.03 (normalised) only: significant with 1000 items, but not known to be
+    more than delta above chance, so the ability is not shown to be present."""
+    r = analyze_emergence(_custom(lambda L: shape_curve("emergent", L, amplitude=0.03), seed), CFG, seed=seed)
+    assert r.verdict == "inconclusive", r.summary()
+    assert any("too small a rise" in m for m in r.reasons), r.summary()
+
+
+def test_kink_failures_names_the_rival_the_poor_fit_and_a_one_run_side():
+    cfg = EmergenceConfig()
+    side = Region(n_points=8, n_losses=8, n_runs=3, mean=0.0, se=0.01, p_above_chance=0.5, upper=0.016)
+    assert kink_failures(2.0, side, side, 5.0, "sigmoid", cfg, 4) == []
+    assert "fits about as well" in kink_failures(2.0, side, side, 1.0, "sigmoid", cfg, 4)[0]
+    assert "far better than Eq. 3" in kink_failures(2.0, side, side, None, None, cfg, 4, -12.0, "sigmoid")[0]
+    lone = dataclasses.replace(side, n_runs=1)
+    assert "comes from one run" in kink_failures(2.0, lone, side, None, None, cfg, 4)[0]
+    assert kink_failures(2.0, lone, side, None, None, cfg, 1) == []  # one run in all: nothing to compare
 
 
 def test_saturating_rise_from_chance_is_emergent_with_the_saturating_form():
@@ -137,18 +182,20 @@ def test_same_seed_same_numbers_and_summary_has_evidence(planted):
         assert word in text
 
 
-def test_vectorised_estimator_matches_one_row_at_a_time(planted):
+@pytest.mark.parametrize("saturating", [False, True])
+def test_vectorised_estimator_matches_one_row_at_a_time(planted, saturating):
     """The bootstrap fits all replicates in one batch; the batch must equal separate fits."""
     sub = _task(planted[1], "emergent")
     prep = prepare(sub)
     rng = np.random.default_rng(0)
     W = rng.integers(0, 3, size=(6, len(prep.y))).astype(float) + 0.01
     Y = prep.y[None, :] + rng.normal(0, 0.01, size=(6, len(prep.y)))
-    eta_all, p_all, _ = elbow_estimates(prep.loss, Y, W, CFG)
+    eta_all, p_all, w_all = elbow_estimates(prep.loss, Y, W, CFG, saturating=saturating)
+    assert np.all(np.isfinite(w_all)) == saturating
     for b in range(6):
-        eta_b, p_b, _ = elbow_estimates(prep.loss, Y[b:b + 1], W[b:b + 1], CFG)
-        assert np.isclose(eta_all[b], eta_b[0]) and np.isclose(p_all[b], p_b[0])
-    etas = bootstrap_eta(prep, np.ones_like(prep.y), CFG, np.random.default_rng(1))
+        eta_b, p_b, w_b = elbow_estimates(prep.loss, Y[b:b + 1], W[b:b + 1], CFG, saturating=saturating)
+        assert np.isclose(eta_all[b], eta_b[0]) and np.isclose(p_all[b], p_b[0]) and w_all[b] == w_b[0]
+    etas = bootstrap_eta(prep, np.ones_like(prep.y), CFG, np.random.default_rng(1), saturating=saturating)
     assert etas.shape == (CFG.bootstrap,) and np.all(np.isfinite(etas))
 
 

@@ -165,25 +165,24 @@ def test_completion_gold_continues_the_story_script(world):
 
 
 def test_completion_is_counterbalanced_so_a_story_blind_model_scores_chance_exactly(world):
-    """Items come in groups of `options` that share their endings, each ending gold once, gold
-    positions a permutation: any fixed preference over endings, or over positions, gets exactly one
-    item per group right."""
+    """Items come in groups of `options` that show the same endings in the same order, each ending
+    gold once: any story-blind choice (a preference over endings, over positions, or both) gets
+    exactly one item per group right."""
     _, _, tasks = world
     _, items, few = tasks["completion"]
     k = CFG["genres"]["stories"]["options"]
     assert len(few) % k == 0  # so the eval set starts at a group boundary
     groups = [items[i:i + k] for i in range(0, len(items) - len(items) % k, k)]
     for g in groups:
-        endings = sorted(g[0]["choices"])
-        assert all(sorted(it["choices"]) == endings for it in g)
-        assert sorted(it["choices"][it["gold"]] for it in g) == endings
+        assert all(it["choices"] == g[0]["choices"] for it in g)
         assert sorted(it["gold"] for it in g) == list(range(k))
         assert len({it["context"] for it in g}) == k
     rng = np.random.default_rng(0)
+    endings = sorted({c for it in items for c in it["choices"]})
+    golds = [it["gold"] for g in groups for it in g]
     for _ in range(5):
-        rank = {e: r for r, e in enumerate(rng.permutation(sorted({c for it in items for c in it["choices"]})))}
-        picks = [min(range(k), key=lambda j: rank[it["choices"][j]]) for g in groups for it in g]
-        golds = [it["gold"] for g in groups for it in g]
+        taste = dict(zip(endings, rng.normal(size=len(endings))))
+        position = rng.normal(size=k)
+        picks = [int(np.argmax([taste[c] + position[j] for j, c in enumerate(it["choices"])]))
+                 for g in groups for it in g]
         assert sum(p == q for p, q in zip(picks, golds)) == len(groups)
-        position = int(rng.integers(k))
-        assert sum(position == q for q in golds) == len(groups)

@@ -26,11 +26,12 @@ Per (task, metric), on performance normalised so that chance = 0 and perfect = 1
 
 Verdicts:
 - `emergent`: a threshold shape (a flat stretch above eta, a rise below, Eq. 3 beating every rival by
-  `bic_margin`), the tests in 3 pass, the interval of eta stays below the highest loss, and with
+  `bic_margin` and no smooth fit beating Eq. 3 by more than `max_bic_deficit`), the tests in 3 pass, the interval of eta stays below the highest loss, and with
   several runs, both sides of eta hold points of at least two runs (else model identity, not loss,
   could explain the jump).
-- `smooth`: rising as loss falls, and above chance at the highest losses (decided first: a task
-  present at the highest losses is not emergent, however well a threshold fits).
+- `smooth`: rising as loss falls, and above chance at the highest losses: by more than `delta`
+  (then decided first: a task present at the highest losses is not emergent, however well a
+  threshold fits), or significantly when the data show no threshold shape.
 - `not_emerged`: no rise, and the lowest-loss models are known to be within `delta` of chance.
 - `inconclusive`: anything else (too few points, too noisy, a plateau that a rival explains as well
   as a threshold, too small a rise, no chance level). The reasons are in `EmergenceResult.reasons`.
@@ -56,7 +57,9 @@ THRESHOLD_FITS = ("elbow", "elbow_saturating")  # the two forms of Eq. 3; the re
 class EmergenceConfig:
     alpha: float = 0.01        # significance level of every one-sided test
     delta: float = 0.05        # "at chance" means within delta of chance (normalised units), at 95%
-    bic_margin: float = 2.0    # Eq. 3 must beat every smooth alternative by this much BIC ("positive")
+    bic_margin: float = 2.0    # Eq. 3 must beat every rival (see `rivals`) by this much BIC ("positive")
+    max_bic_deficit: float = 10.0  # ... and no smooth fit may beat it by more ("very strong"): else Eq. 3
+                                   # describes the rise too poorly for its eta to be trusted
     min_points: int = 6        # distinct losses needed for any verdict
     min_side: int = 3          # distinct losses needed on each side of eta
     bootstrap: int = 1000      # resamples for the interval of eta (0: no interval)
@@ -173,7 +176,7 @@ def elbow_basis(loss: np.ndarray, eta, p, w=np.inf) -> np.ndarray:
     shape (len(eta), len(loss))."""
     eta, p, w = (np.atleast_1d(np.asarray(x, float))[:, None] for x in (eta, p, w))
     up = np.maximum(eta - loss[None, :], 0.0) ** p
-    with np.errstate(invalid="ignore"):  # inf / inf where w = inf: replaced below
+    with np.errstate(invalid="ignore"):  # 0 / inf is fine; where w = inf the plain power is used below
         sat = up / (up + w**p)
     return np.where(np.isinf(w), up, sat)
 
@@ -232,7 +235,7 @@ def _profile(basis, grid: np.ndarray, y, w, *, bounds):
 
 
 def fit_models(loss, y, w, cfg: EmergenceConfig) -> dict[str, Fit]:
-    """Fit Eq. 3 (elbow) and the smooth alternatives; return them by name."""
+    """Fit Eq. 3 (both forms) and the smooth alternatives; return them by name."""
     n = len(y)
     lo, hi = float(loss.min()), float(loss.max())
     rng_ = hi - lo
@@ -412,7 +415,7 @@ class EmergenceResult:
     metric: str
     verdict: str
     reasons: list[str]
-    eta: float | None                 # fitted threshold (loss units), when the elbow has a plateau
+    eta: float | None                 # the threshold fit's eta (loss units), when it has a rise
     eta_ci: tuple[float, float] | None
     n_points: int
     n_losses: int
@@ -430,6 +433,7 @@ class EmergenceResult:
     rival_delta_bic: float | None     # BIC(rival) - BIC(threshold fit); None when no smooth fit is a rival
     plateau: Region | None            # points with loss >= eta
     below: Region | None              # points with loss < eta
+    peak: Region | None               # the lowest third of the distinct losses below eta (presence)
     high: Region | None               # the highest-loss third of distinct losses
     low: Region | None                # the lowest-loss third
     fits: dict[str, Fit]
@@ -453,7 +457,7 @@ class EmergenceResult:
             "threshold_fit": self.threshold_fit, "rival": self.rival, "rival_delta_bic": self.rival_delta_bic,
             "fits": {k: f.to_dict() for k, f in self.fits.items()}, "notes": list(self.notes),
         }
-        for name in ("plateau", "below", "high", "low"):
+        for name in ("plateau", "below", "peak", "high", "low"):
             r = getattr(self, name)
             d[name] = r.to_dict() if r else None
         return d
@@ -465,7 +469,7 @@ class EmergenceResult:
         lines = [f"{self.task} / {self.metric}: {self.verdict.upper()}"]
         if self.eta is not None:
             ci = f" [{f(self.eta_ci[0], '.4g')}, {f(self.eta_ci[1], '.4g')}]" if self.eta_ci else ""
-            name = "eta" if self.verdict == "emergent" else "elbow fit's eta (no threshold claimed)"
+            name = "eta" if self.verdict == "emergent" else "threshold fit's eta (no threshold claimed)"
             lines.append(f"  {name} = {self.eta:.4g}{ci}   loss range "
                          f"{self.loss_range[0]:.4g}-{self.loss_range[1]:.4g}")
         lines.append(f"  {self.n_points} points, {self.n_losses} distinct losses, {self.n_runs} runs; "
@@ -475,7 +479,7 @@ class EmergenceResult:
             lines.append(f"  BIC: {bics}; threshold fit {self.threshold_fit}; best smooth {self.best_smooth}, "
                          f"delta {f(self.delta_bic, '.1f')}; rival {self.rival or 'none'}, "
                          f"delta {f(self.rival_delta_bic, '.1f')}")
-        for name in ("plateau", "below", "high", "low"):
+        for name in ("plateau", "below", "peak", "high", "low"):
             r = getattr(self, name)
             if r and r.n_points:
                 lines.append(f"  {name:7s}: {r.n_points} pts, mean {f(r.mean)} (se {f(r.se, '.2g')}), "
@@ -503,9 +507,10 @@ def rivals(fits: dict[str, Fit], loss: np.ndarray, eta: float, cfg: EmergenceCon
 
 
 def kink_failures(eta, plateau: Region | None, below: Region | None, rival_delta_bic: float | None,
-                  rival: str | None, cfg: EmergenceConfig, n_runs: int = 1) -> list[str]:
-    """Why the data show no threshold shape (a flat stretch, then a rise that no rival smooth curve
-    explains as well); empty when they do."""
+                  rival: str | None, cfg: EmergenceConfig, n_runs: int = 1, delta_bic: float = 0.0,
+                  best_smooth: str | None = None) -> list[str]:
+    """Why the data show no threshold shape (a flat stretch, then a rise that Eq. 3 describes and no
+    rival smooth curve explains as well); empty when they do."""
     if eta is None:
         return ["the threshold fit has no rise"]
     fails = []
@@ -521,6 +526,9 @@ def kink_failures(eta, plateau: Region | None, below: Region | None, rival_delta
     if rival is not None and rival_delta_bic < cfg.bic_margin:
         fails.append(f"a smooth {rival}, above chance above eta, fits about as well as the threshold "
                      f"(delta BIC {rival_delta_bic:.1f} < {cfg.bic_margin})")
+    elif delta_bic < -cfg.max_bic_deficit:
+        fails.append(f"a smooth {best_smooth} fits far better than Eq. 3 (by {-delta_bic:.1f} BIC > "
+                     f"{cfg.max_bic_deficit}): the threshold fit describes the rise too poorly to place eta")
     return fails
 
 
@@ -557,7 +565,7 @@ def analyze_emergence(sub: pd.DataFrame, cfg: EmergenceConfig | None = None, *, 
         return EmergenceResult(verdict="inconclusive", reasons=[f"only {len(distinct)} distinct losses "
                                f"(need {cfg.min_points})"], eta=None, eta_ci=None, tau2=float("nan"),
                                trend_p=None, delta_bic=None, best_smooth=None, threshold_fit=None, rival=None,
-                               rival_delta_bic=None, plateau=None, below=None,
+                               rival_delta_bic=None, plateau=None, below=None, peak=None,
                                high=None, low=None, fits={}, **base)
 
     tau2 = extra_variance(loss, y, prep.var)
@@ -591,8 +599,8 @@ def analyze_emergence(sub: pd.DataFrame, cfg: EmergenceConfig | None = None, *, 
     reasons: list[str] = []
     eta_ci = None
     rising = trend_p < cfg.alpha
-    kink = kink_failures(eta, plateau, below, rival_delta_bic, rival, cfg, prep.n_runs)
-    # "Above chance at the highest losses": above the elbow's eta where it has a stretch there, so a
+    kink = kink_failures(eta, plateau, below, rival_delta_bic, rival, cfg, prep.n_runs, delta_bic, best_smooth)
+    # "Above chance at the highest losses": above the threshold fit's eta where it has a stretch there, so a
     # noisy plateau at chance is never called smooth; else the highest-loss third of distinct losses.
     if eta is not None and plateau.n_losses >= cfg.min_side:
         top, top_name = plateau, "above eta"
@@ -611,7 +619,9 @@ def analyze_emergence(sub: pd.DataFrame, cfg: EmergenceConfig | None = None, *, 
             verdict = "inconclusive"
             reasons.append(f"no detectable rise, but too noisy to say the lowest-loss models are at chance "
                            f"(mean {low.mean:.3g}, upper bound {low.upper:.3g}; delta {cfg.delta})")
-    elif rising and top.p_above_chance < cfg.alpha:
+    elif rising and top.p_above_chance < cfg.alpha and (kink or top.clearly_above(cfg.delta)):
+        # present at the highest losses: clearly (more than delta), or significantly where no threshold
+        # shape competes; a small offset on an otherwise clean threshold goes to the tests below
         verdict = "smooth"
         reasons.append(f"rising as loss falls (p {trend_p:.2g}) and above chance at the highest losses "
                        f"({top_name}, p {top.p_above_chance:.2g})")
@@ -645,9 +655,9 @@ def analyze_emergence(sub: pd.DataFrame, cfg: EmergenceConfig | None = None, *, 
                            f"(p {top.p_above_chance:.2g}), and no threshold stands out:")
         reasons += kink
     if eta_ci is None and verdict == "inconclusive" and cfg.bootstrap > 0 and eta is not None:
-        # still report how uncertain the elbow's eta is, as evidence
+        # still report how uncertain the threshold fit's eta is, as evidence
         eta_ci = st.percentile_ci(bootstrap_eta(prep, w, cfg, rng, saturating=saturating), cfg.level)
     return EmergenceResult(verdict=verdict, reasons=reasons, eta=eta, eta_ci=eta_ci, tau2=tau2, trend_p=trend_p,
                            delta_bic=float(delta_bic), best_smooth=best_smooth, threshold_fit=threshold_fit,
-                           rival=rival, rival_delta_bic=rival_delta_bic, plateau=plateau, below=below,
+                           rival=rival, rival_delta_bic=rival_delta_bic, plateau=plateau, below=below, peak=peak,
                            high=high, low=low, fits=fits, **base)

@@ -12,6 +12,8 @@ ability.
 
 from __future__ import annotations
 
+import numpy as np
+
 from losslens.world import lexicon as lex
 from losslens.world.genres.base import Doc, Genre, TaskInfo, Unit
 from losslens.world.sampling import KB, Popularity, rng_for
@@ -182,10 +184,10 @@ class Stories(Genre):
 
     def items(self, rng, n):
         """Items in counterbalanced groups of `options`: the stories of one group share a gender and
-        have distinct scripts, and every item of the group offers the same endings, each its own
-        story's gold once; the gold positions in a group are a permutation. So a model blind to the
-        story (one that prefers some endings, short ones say, or some positions) scores exactly
-        chance on every whole group; only reading the story beats it. Without this, the endings a
+        have distinct scripts, and every item of the group offers the same endings in the same order,
+        each its own story's gold once. So a model blind to the story (one that prefers some endings,
+        short ones say, or some positions, or both) scores exactly chance on every whole group; only
+        reading the story beats it. Without this, the endings a
         200-item sample happens to favour put a context-free model a few points off chance."""
         k = self.cfg.options
         want = -(-n // k)                       # whole groups; the last is cut to give n items
@@ -207,12 +209,13 @@ class Stories(Genre):
 
     @staticmethod
     def _group_items(group: list[Unit], rng) -> list[dict]:
-        endings = [" " + u.data[1] for u in group]
-        k = len(group)
-        gold_at = rng.permutation(k)
-        # item i shows the endings rotated so that its own sits at gold_at[i]
-        return [{"context": u.data[0], "gold": int(gold_at[i]),
-                 "choices": [endings[(j + i - gold_at[i]) % k] for j in range(k)]}
+        # One shuffled list of the group's endings, shown unchanged in every item of the group: a
+        # model that does not read the story sees the same options every time, so whatever it picks
+        # (by ending, by position or both) is the gold of exactly one item.
+        order = rng.permutation(len(group))
+        choices = [" " + group[j].data[1] for j in order]
+        gold_at = np.argsort(order)          # where each story's own ending sits in `choices`
+        return [{"context": u.data[0], "choices": list(choices), "gold": int(gold_at[i])}
                 for i, u in enumerate(group)]
 
     def item_group(self):
