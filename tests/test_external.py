@@ -233,7 +233,7 @@ def test_pythia_non_embedding_params_match_the_model_card():
     import torch
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-    from losslens.external import non_embedding_params
+    from losslens.evaluate.lm import non_embedding_params
 
     for hidden, layers, heads, expected in ((512, 6, 8, 18_915_328), (768, 12, 12, 85_056_000)):
         config = GPTNeoXConfig(vocab_size=50304, hidden_size=hidden, num_hidden_layers=layers,

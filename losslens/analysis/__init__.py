@@ -10,7 +10,7 @@
 The names below are imported on first use, so `losslens --help` does not pay for scipy.
 """
 
-import importlib
+from losslens._lazy import lazy_exports
 
 _EXPORTS = {
     "EmergenceConfig": "emergence", "EmergenceResult": "emergence", "analyze_emergence": "emergence",
@@ -21,7 +21,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"losslens.analysis.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'losslens.analysis' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

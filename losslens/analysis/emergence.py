@@ -176,7 +176,9 @@ def elbow_basis(loss: np.ndarray, eta, p, w=np.inf) -> np.ndarray:
     shape (len(eta), len(loss))."""
     eta, p, w = (np.atleast_1d(np.asarray(x, float))[:, None] for x in (eta, p, w))
     up = np.maximum(eta - loss[None, :], 0.0) ** p
-    with np.errstate(invalid="ignore"):  # 0 / inf is fine; where w = inf the plain power is used below
+    if np.isinf(w).all():
+        return up
+    with np.errstate(invalid="ignore"):  # where w = inf the plain power is used below
         sat = up / (up + w**p)
     return np.where(np.isinf(w), up, sat)
 
@@ -284,9 +286,9 @@ _QUAD = np.linalg.pinv(np.column_stack([np.ones(9), _U, _V, _U**2, _V**2, _U * _
 
 def elbow_design(loss, cfg: EmergenceConfig, saturating: bool = False):
     """The grid (etas, log-powers, widths) and the basis of every grid point: (G, n), G in
-    (eta, p, w) order."""
+    (w, eta, p) order, so each width's rows are one block."""
     etas, qs, ws = elbow_grid(loss, cfg, saturating)
-    E, Q, S = np.meshgrid(etas, qs, ws, indexing="ij")
+    S, E, Q = np.meshgrid(ws, etas, qs, indexing="ij")
     return etas, qs, ws, elbow_basis(loss, E.ravel(), np.exp(Q.ravel()), S.ravel())
 
 
@@ -303,6 +305,21 @@ def elbow_estimates(loss, Y, W, cfg: EmergenceConfig, design=None, *, saturating
     etas, qs, ws, H = design if design is not None else elbow_design(loss, cfg, saturating)
     WY = W * Y
     sw, sy = W.sum(1)[:, None], WY.sum(1)[:, None]
+    block = len(etas) * len(qs)
+    eta = q = score = k = None
+    for kk in range(len(ws)):  # one width at a time: (B, block) arrays, not (B, block x widths)
+        eta_k, q_k, score_k = _refined_peak(W, WY, sw, sy, H[kk * block:(kk + 1) * block], etas, qs)
+        if score is None:
+            eta, q, score, k = eta_k, q_k, score_k, np.zeros(len(Y), dtype=int)
+        else:
+            better = score_k > score
+            eta, q, score = np.where(better, eta_k, eta), np.where(better, q_k, q), np.maximum(score, score_k)
+            k = np.where(better, kk, k)
+    return eta, np.exp(q), ws[k]
+
+
+def _refined_peak(W, WY, sw, sy, H, etas, qs):
+    """For one width: the best (eta, log p) of each row, refined, and that grid point's score."""
     sh, shh, shy = W @ H.T, W @ (H * H).T, WY @ H.T           # (B, G) each: the whole refit is here
     # With the intercept profiled out, SSE = const - max(Shy_c, 0)^2 / Shh_c (centred sums, slope s >= 0),
     # so the best grid point maximises the second term; in place, as these arrays are large.
@@ -315,12 +332,12 @@ def elbow_estimates(loss, Y, W, cfg: EmergenceConfig, design=None, *, saturating
     np.maximum(shy, 0.0, out=shy)
     shy *= shy
     shh += 1e-300
-    score = np.divide(shy, shh, out=shy).reshape(len(Y), len(etas), len(qs), len(ws))
-    best = score.reshape(len(Y), -1).argmax(1)
-    i, j, k = np.unravel_index(best, (len(etas), len(qs), len(ws)))
+    score = np.divide(shy, shh, out=shy).reshape(len(W), len(etas), len(qs))
+    best = score.reshape(len(W), -1).argmax(1)
+    i, j = np.unravel_index(best, (len(etas), len(qs)))
     ic, jc = np.clip(i, 1, len(etas) - 2), np.clip(j, 1, len(qs) - 2)
-    rows = np.arange(len(Y))[:, None]
-    patch = score[rows, ic[:, None] + _U.astype(int)[None, :], jc[:, None] + _V.astype(int)[None, :], k[:, None]]
+    rows = np.arange(len(W))[:, None]
+    patch = score[rows, ic[:, None] + _U.astype(int)[None, :], jc[:, None] + _V.astype(int)[None, :]]
     _, b, c, d, e, g = (_QUAD @ patch.T)
     det = 4 * d * e - g * g
     concave = (d < 0) & (e < 0) & (det > 0)                  # a peak, not a saddle or a valley
@@ -331,7 +348,7 @@ def elbow_estimates(loss, Y, W, cfg: EmergenceConfig, design=None, *, saturating
     u, v = np.where(far, i - ic, u), np.where(far, j - jc, v)
     eta = np.interp(ic + u, np.arange(len(etas)), etas)
     q = np.interp(jc + v, np.arange(len(qs)), qs)
-    return eta, np.exp(q), ws[k]
+    return eta, q, score[np.arange(len(W)), i, j]
 
 
 def bootstrap_eta(prep: Prepared, w: np.ndarray, cfg: EmergenceConfig, rng: np.random.Generator,
@@ -389,10 +406,14 @@ class Region:
         from a handful of items does not count."""
         return self.upper is not None and self.upper < delta and self.upper - self.mean < delta
 
+    @property
+    def lower(self) -> float | None:
+        """The one-sided lower bound of the mean, the mirror of `upper`."""
+        return None if self.upper is None else 2 * self.mean - self.upper
+
     def clearly_above(self, delta: float) -> bool:
-        """Known to be more than delta above chance: the one-sided lower bound (mirror of `upper`)
-        exceeds delta."""
-        return self.upper is not None and 2 * self.mean - self.upper > delta
+        """Known to be more than delta above chance: the lower bound exceeds delta."""
+        return self.lower is not None and self.lower > delta
 
 
 def region(loss, y, w, mask, codes, level: float = 0.95) -> Region:
@@ -546,7 +567,7 @@ def chance_failures(plateau: Region, below: Region, peak: Region, cfg: Emergence
         fails.append(f"below eta the task is not significantly above chance (p {below.p_above_chance:.2g})")
     elif not peak.clearly_above(cfg.delta):
         fails.append(f"at the lowest losses the task is not known to be more than {cfg.delta} above chance "
-                     f"(mean {peak.mean:.3g}, lower bound {2 * peak.mean - peak.upper:.3g}): too small a rise")
+                     f"(mean {peak.mean:.3g}, lower bound {peak.lower:.3g}): too small a rise")
     return fails
 
 
@@ -597,7 +618,7 @@ def analyze_emergence(sub: pd.DataFrame, cfg: EmergenceConfig | None = None, *, 
     saturating = threshold_fit == "elbow_saturating"
 
     reasons: list[str] = []
-    eta_ci = None
+    eta_ci, bootstrapped = None, False
     rising = trend_p < cfg.alpha
     kink = kink_failures(eta, plateau, below, rival_delta_bic, rival, cfg, prep.n_runs, delta_bic, best_smooth)
     # "Above chance at the highest losses": above the threshold fit's eta where it has a stretch there, so a
@@ -630,6 +651,7 @@ def analyze_emergence(sub: pd.DataFrame, cfg: EmergenceConfig | None = None, *, 
         fails = chance_failures(plateau, below, peak, cfg)
         if not fails and cfg.bootstrap > 0:
             eta_ci = st.percentile_ci(bootstrap_eta(prep, w, cfg, rng, saturating=saturating), cfg.level)
+            bootstrapped = True
             if eta_ci is None:
                 fails.append("no bootstrap replicate gave a finite eta: its interval is unknown")
             elif eta_ci[1] >= loss.max():
@@ -654,7 +676,7 @@ def analyze_emergence(sub: pd.DataFrame, cfg: EmergenceConfig | None = None, *, 
             reasons.append(f"rising, but at the highest losses ({top_name}) not above chance "
                            f"(p {top.p_above_chance:.2g}), and no threshold stands out:")
         reasons += kink
-    if eta_ci is None and verdict == "inconclusive" and cfg.bootstrap > 0 and eta is not None:
+    if not bootstrapped and verdict == "inconclusive" and cfg.bootstrap > 0 and eta is not None:
         # still report how uncertain the threshold fit's eta is, as evidence
         eta_ci = st.percentile_ci(bootstrap_eta(prep, w, cfg, rng, saturating=saturating), cfg.level)
     return EmergenceResult(verdict=verdict, reasons=reasons, eta=eta, eta_ci=eta_ci, tau2=tau2, trend_p=trend_p,

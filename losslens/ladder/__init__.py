@@ -12,8 +12,9 @@ Exports load lazily: a worker imports `losslens.ladder.jobs` before torch and nu
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from losslens._lazy import lazy_exports
 
 _EXPORTS = {"LadderConfig": "config", "load_ladder_config": "config", "run_ladder": "run",
             "LadderResult": "run"}
@@ -24,7 +25,4 @@ if TYPE_CHECKING:
     from losslens.ladder.run import LadderResult, run_ladder
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"losslens.ladder.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'losslens.ladder' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -43,7 +43,7 @@ class LadderResult:
     timings: dict[str, float]                # seconds per stage, as in OUT/timings.json
     trained: list[str] = field(default_factory=list)   # runs trained or resumed by this invocation
     evaluated: int = 0                       # checkpoints evaluated by this invocation
-    report: Path | None = None               # OUT/report/index.html, if losslens.report exists
+    report: Path | None = None               # OUT/report/index.html, unless report=False
 
 
 def run_ladder(cfg: LadderConfig, out: str | Path, *, executor: str | None = None, quiet: bool = False,
@@ -91,7 +91,7 @@ def run_ladder(cfg: LadderConfig, out: str | Path, *, executor: str | None = Non
     _register_runs(out / "results.db", plan.runs)
     study = _analyse(cfg, out, data.world_dir, [r.name for r in plan.runs])
     lap("analysis")
-    report_path = _report(out, study, cfg.name, console) if report else None
+    report_path = _report(out, study, cfg.name) if report else None
     lap("report")
     timings["total"] = round(time.perf_counter() - t_start, 3)
     write_json(out / "timings.json", {"stages": timings, "jobs": scheduler.job_times})
@@ -141,7 +141,7 @@ class Scheduler:
     """Keeps at most `workers` jobs in flight, biggest first; an eval job waits for its checkpoints."""
 
     def __init__(self, plan: Plan, ex, view: LadderView, db: Path):
-        self.plan, self.ex, self.view, self.db = plan, ex, view, db
+        self.ex, self.view, self.db = ex, view, db
         self.runs: dict[str, Run] = {r.name: r for r in plan.runs}
         self.queue: list[TrainJob | EvalJob] = [*plan.train_jobs.values(), *plan.eval_jobs]
         self.in_flight: dict = {}                      # handle -> (job, start time)
@@ -298,14 +298,8 @@ def _analyse(cfg: LadderConfig, out: Path, world_dir: Path | None, runs: list[st
     return study
 
 
-def _report(out: Path, study, title: str, console) -> Path | None:
-    try:
-        from losslens.report import write_report
-    except ModuleNotFoundError as err:
-        if err.name != "losslens.report":
-            raise
-        console.print("note: losslens.report is not installed; skipping the HTML report")
-        return None
+def _report(out: Path, study, title: str) -> Path:
+    from losslens.report import write_report
     return write_report(out, study, title=title)
 
 

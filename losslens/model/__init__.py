@@ -5,8 +5,9 @@ Exports load lazily, so `losslens --help` and `losslens model-info` do not pay f
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from losslens._lazy import lazy_exports
 
 _EXPORTS = {"ModelConfig": "config", "PRESETS": "config", "param_counts": "counts",
             "flops_per_token": "counts", "LlamaLM": "llama", "export_hf": "hf"}
@@ -19,7 +20,4 @@ if TYPE_CHECKING:
     from losslens.model.llama import LlamaLM
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"losslens.model.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'losslens.model' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -1,6 +1,7 @@
 """What every genre is: a source of *units* (one story, one word problem, one list to copy, ...),
 rendered into training documents when the unit's key is not held out, and into evaluation items when
-it is. A genre supplies `units`, `render_doc` and `render_item`; this base class does the split.
+it is. A genre supplies `units`, `render_doc` and `render_item` (or overrides `items`, to render held-out
+units in groups); this base class does the split.
 
 Documents never contain a blank line (the corpus separates documents by one), and they are ASCII.
 """

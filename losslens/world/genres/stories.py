@@ -175,7 +175,7 @@ class Stories(Genre):
             parts = [situation[v[0]]] + [events[j][v[1 + j]] for j in range(k)]
             context = _person(" ".join(parts), NAMES[name[i]], female)
             ending = _person(endings[v[k + 1]], NAMES[name[i]], female)
-            out.append(Unit(context, (context, ending, int(script[i]), NAMES[name[i]], female)))
+            out.append(Unit(context, (context, ending, int(script[i]), female)))
         return out
 
     def render_doc(self, units, rng):
@@ -194,7 +194,7 @@ class Stories(Genre):
         open_groups: dict[bool, list[list[Unit]]] = {False: [], True: []}
         groups: list[list[Unit]] = []
         for u in self._take(rng, 2 * want * k, heldout=True, distinct=True):
-            script, female = u.data[2], u.data[4]
+            script, female = u.data[2], u.data[3]
             group = next((g for g in open_groups[female] if all(v.data[2] != script for v in g)), None)
             if group is None:
                 group = []
