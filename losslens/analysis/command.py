@@ -104,10 +104,13 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from losslens.analysis.report import analyze
+    from losslens.progress import Steps
 
     check_resampling_args(args)
     table = load_table(args)
-    report = analyze(table, seed=args.seed, bootstrap=args.bootstrap, permutations=args.permutations)
+    with Steps("analyze") as steps:  # a bar with ETA on a terminal; nothing when piped
+        report = analyze(table, seed=args.seed, bootstrap=args.bootstrap, permutations=args.permutations,
+                         progress=steps)
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)  # a pipe or file: don't squeeze the table to 80 columns

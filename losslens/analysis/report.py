@@ -154,9 +154,10 @@ def analyze_task(job) -> TaskReport:
 
 def analyze(table: TidyTable, *, seed: int = 0, bootstrap: int = 1000, permutations: int = 99,
             backtests: bool = True, scaling_law: bool = True, emergence: EmergenceConfig | None = None,
-            same_loss: SameLossConfig | None = None) -> AnalysisReport:
+            same_loss: SameLossConfig | None = None, progress=None) -> AnalysisReport:
     """Run every analysis on a tidy table; `seed` makes all resampling reproducible (task i, in sorted
-    (task, metric) order, uses seed + i). One process: 10,000 points take a few seconds
+    (task, metric) order, uses seed + i). `progress(done, total, what)`, if given, is called as each
+    (task, metric) pair is analysed (`losslens.progress.Steps` is one). One process: 10,000 points take a few seconds
     (bench/analysis_speed.py), and the bootstrap's matrix products already use every core."""
     em_cfg = dataclasses.replace(emergence or EmergenceConfig(), bootstrap=bootstrap)
     sl_cfg = dataclasses.replace(same_loss or SameLossConfig(), bootstrap=bootstrap, permutations=permutations)
@@ -173,7 +174,13 @@ def analyze(table: TidyTable, *, seed: int = 0, bootstrap: int = 1000, permutati
             notes.append(f"{task} / {metric} not analysed: its values are the x-axis itself")
             continue
         jobs.append((sub.reset_index(drop=True), em_cfg, sl_cfg, backtest is not None, seed + i))
-    tasks = [analyze_task(job) for job in jobs]
+    tasks = []
+    for done, job in enumerate(jobs):
+        if progress is not None:
+            progress(done, len(jobs) + bool(scaling_law), f"{job[0]['task'].iloc[0]} / {job[0]['metric'].iloc[0]}")
+        tasks.append(analyze_task(job))
+    if progress is not None:
+        progress(len(jobs), len(jobs) + bool(scaling_law), "scaling law")
     law = None
     points = scaling_points(table) if scaling_law else None
     if points is not None and min(points["params"].nunique(), points["tokens"].nunique()) < 3:

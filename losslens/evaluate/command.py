@@ -33,14 +33,16 @@ def register(sub) -> None:
 def run_eval(args) -> int:
     from losslens.errors import InputError
     from losslens.evaluate.evaluate import evaluate_model, print_results
+    from losslens.progress import Steps
 
     if args.batch_size < 1 or args.heldout_tokens < 2 or (args.limit is not None and args.limit < 1):
         raise InputError(None, "--batch-size, --heldout-tokens and --limit must be positive", field="arguments")
-    result = evaluate_model(args.model, tasks=args.tasks, world=args.world, heldout=args.heldout,
-                            heldout_tokens=args.heldout_tokens, dtype=args.dtype, device=args.device,
-                            batch_size=args.batch_size, limit=args.limit, seed=args.seed,
-                            harness=[t for t in (args.harness or "").split(",") if t],
-                            harness_include=args.harness_include, db=args.db, run=args.run,
-                            tokens=args.tokens, step=args.step)
+    with Steps("eval") as steps:  # a bar with ETA on a terminal; nothing when piped
+        result = evaluate_model(args.model, tasks=args.tasks, world=args.world, heldout=args.heldout,
+                                heldout_tokens=args.heldout_tokens, dtype=args.dtype, device=args.device,
+                                batch_size=args.batch_size, limit=args.limit, seed=args.seed,
+                                harness=[t for t in (args.harness or "").split(",") if t],
+                                harness_include=args.harness_include, db=args.db, run=args.run,
+                                tokens=args.tokens, step=args.step, progress=steps)
     print_results(result)
     return 0

@@ -46,26 +46,41 @@ def evaluate_model(model: str | Path, *, tasks: list[str], world: Path | None = 
                    device: str = "cpu", batch_size: int = 32, limit: int | None = None, seed: int = 0,
                    harness: list[str] | None = None, harness_include: Path | None = None,
                    db: Path | None = None, run: str | None = None, tokens: int | None = None,
-                   step: int | None = None, lm: LM | None = None) -> ModelResult:
+                   step: int | None = None, lm: LM | None = None, progress=None) -> ModelResult:
+    """Held-out loss on each corpus and every task's metrics; `progress` (a `losslens.progress.Steps`)
+    is told each corpus and task as it starts and ends."""
     if harness:  # a typo in a harness task name fails now, not after all the other work
         from losslens.evaluate.harness import check_harness_tasks
         check_harness_tasks(harness, include_path=harness_include)
-    lm = lm or load_lm(model, dtype=dtype, device=device, batch_size=batch_size)
+    steps = progress or _NoProgress()
+    if lm is None:
+        steps.start(f"loading {model}")
+        lm = load_lm(model, dtype=dtype, device=device, batch_size=batch_size)
     world_dir = str(world) if world else lm.meta.get("world_dir")
     task_list = resolve_tasks(tasks, world_dir)
     corpora = _corpora(heldout, world_dir)
     for name, path in corpora:
         if not path.is_file():
             raise InputError(path, "held-out corpus not found", field="--heldout")
-    losses = [heldout_loss(lm, read_corpus(path), corpus=name,
-                           max_tokens=heldout_tokens if i == 0 else max(heldout_tokens // 4, 2))
-              for i, (name, path) in enumerate(corpora)]
-    results = [evaluate_task(lm, t, seed=seed, limit=limit) for t in task_list]
+    steps.update(0, len(corpora) + len(task_list) + bool(harness))
+    losses = []
+    for i, (name, path) in enumerate(corpora):
+        steps.start(f"held-out {name}")
+        losses.append(heldout_loss(lm, read_corpus(path), corpus=name,
+                                   max_tokens=heldout_tokens if i == 0 else max(heldout_tokens // 4, 2)))
+        steps.done()
+    results = []
+    for t in task_list:
+        steps.start(f"task {t.name}")
+        results.append(evaluate_task(lm, t, seed=seed, limit=limit))
+        steps.done()
     harness_rows = []
     if harness:
         from losslens.evaluate.harness import run_harness
+        steps.start(f"lm-eval {','.join(harness)}")
         harness_rows = run_harness(lm.model, lm.tokenizer, harness, include_path=harness_include,
                                    limit=limit, batch_size=batch_size, device=device, seed=seed).rows
+        steps.done()
     result = ModelResult(lm=lm, run=run or lm.name, step=step if step is not None else lm.meta.get("step", 0),
                          tokens=tokens if tokens is not None else lm.meta.get("tokens"), heldout=losses,
                          tasks=results, harness_rows=harness_rows)
@@ -75,6 +90,12 @@ def evaluate_model(model: str | Path, *, tasks: list[str], world: Path | None = 
                   "analysis cannot use", file=sys.stderr)
         store_result(db, result)
     return result
+
+
+class _NoProgress:
+    def update(self, *args, **kwargs): pass
+    def start(self, what): pass
+    def done(self, n=1): pass
 
 
 def store_result(db: Path, r: ModelResult) -> None:

@@ -124,6 +124,7 @@ def run_external(spec: Spec, *, db: Path | None = None, device: str | None = Non
     from rich.console import Console
 
     from losslens.evaluate.evaluate import evaluate_model
+    from losslens.progress import Steps
 
     console = console or Console(highlight=False)
     where, field = (None, "--device") if device else (spec.path, "device")
@@ -142,29 +143,31 @@ def run_external(spec: Spec, *, db: Path | None = None, device: str | None = Non
             raise InputError(spec.path, err.message, field="harness") from None
     if dry_run:
         return work, stored
-    for i, w in enumerate(work, start=1):
-        e = w.entry
-        where = f"[{i}/{len(work)}] {e.run} step {e.step:,}"
-        if w.done:
-            w.status = "skipped"
-            console.print(f"{where}: already in {db}, skipped")
-            continue
-        start = time.perf_counter()
-        with console.status(f"{where}: loading {e.source}"):
+    with Steps("external", total=len(todo), console=console) as steps:  # a bar with ETA on a terminal
+        for i, w in enumerate(work, start=1):
+            e = w.entry
+            where = f"[{i}/{len(work)}] {e.run} step {e.step:,}"
+            if w.done:
+                w.status = "skipped"
+                console.print(f"{where}: already in {db}, skipped")
+                continue
+            start = time.perf_counter()
+            steps.start(f"{e.run} step {e.step:,}: loading")
             lm = load_entry(e, spec, device)
-        with console.status(f"{where}: evaluating"):
+            steps.start(f"{e.run} step {e.step:,}: evaluating")
             result = evaluate_model(e.source, tasks=w.tasks, world=spec.world, heldout=spec.corpus,
                                     heldout_tokens=spec.heldout_tokens, dtype=spec.dtype, device=device,
                                     batch_size=spec.batch_size, limit=spec.limit, seed=spec.seed,
                                     harness=w.harness or None, harness_include=spec.harness_include, db=db,
                                     run=e.run, tokens=e.tokens, step=e.step, lm=lm)
-        w.status, w.seconds = "evaluated", time.perf_counter() - start
-        h = result.heldout[0]
-        n_tasks = len(result.tasks) + len({r.task for r in result.harness_rows})
-        console.print(f"{where}: {e.tokens:,} tokens, N={lm.meta['params']:,}: loss {h.nats_per_token:.4f} "
-                      f"nats/token, {h.bits_per_byte:.4f} bits/byte, {n_tasks} tasks ({w.seconds:.1f} s)")
-        del lm, result  # one model in memory at a time
-        gc.collect()
+            w.status, w.seconds = "evaluated", time.perf_counter() - start
+            h = result.heldout[0]
+            n_tasks = len(result.tasks) + len({r.task for r in result.harness_rows})
+            console.print(f"{where}: {e.tokens:,} tokens, N={lm.meta['params']:,}: loss {h.nats_per_token:.4f} "
+                          f"nats/token, {h.bits_per_byte:.4f} bits/byte, {n_tasks} tasks ({w.seconds:.1f} s)")
+            steps.done()
+            del lm, result  # one model in memory at a time
+            gc.collect()
     _set_families(db, spec.entries)
     if todo:
         _, stored = plan(spec, db)
