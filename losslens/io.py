@@ -81,3 +81,11 @@ def write_json(path: str | Path, obj, indent: int = 2) -> None:
 def write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_open(path, "wb") as f:
         f.write(data)
+
+
+def make_temp_dir(parent: str | Path, prefix: str, suffix: str = "") -> Path:
+    """A new temporary directory in `parent`, to be renamed into place when complete. `mkdtemp` makes
+    it 0700; it gets the usual permissions (0777 less the umask), like any directory the user makes."""
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=prefix, suffix=suffix))
+    os.chmod(tmp, 0o777 & ~_umask())
+    return tmp

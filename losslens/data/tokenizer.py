@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from losslens.errors import InputError
+from losslens.io import make_temp_dir
 
 EOS = "<|endoftext|>"
 
@@ -45,6 +45,19 @@ def tokenizer_hash(backend) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def portable_tokenizer_config(path: Path) -> None:
+    """Name the class every transformers version the package allows can load: transformers 5 writes
+    `TokenizersBackend`, which 4.x does not know; `PreTrainedTokenizerFast` is the same fast
+    tokenizer in both (5.x maps it to its tokenizers backend)."""
+    if not path.is_file():
+        return
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    if cfg.get("tokenizer_class") in (None, "TokenizersBackend"):
+        cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+        cfg.pop("backend", None)  # 5.x's name for the same choice; 4.x would pass it to __init__
+        path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def train_bpe(texts: Iterable[str], vocab_size: int, out_dir: str | Path) -> LoadedTokenizer:
     """Train a byte-level BPE on an iterator of documents and save it as HF tokenizer files."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -67,9 +80,10 @@ def train_bpe(texts: Iterable[str], vocab_size: int, out_dir: str | Path) -> Loa
     out_dir = Path(out_dir)
     # Save into a temp dir and rename, so a half-written tokenizer never sits at out_dir.
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    tmp = make_temp_dir(out_dir.parent, prefix=f".{out_dir.name}.")
     try:
         fast.save_pretrained(tmp)
+        portable_tokenizer_config(tmp / "tokenizer_config.json")
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)

@@ -14,14 +14,14 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
+from losslens.data.tokenizer import portable_tokenizer_config
 from losslens.errors import InputError
-from losslens.io import fsync_dir
+from losslens.io import fsync_dir, make_temp_dir
 from losslens.model.llama import LlamaLM
 
 # Files a Hugging Face tokenizer directory may hold; whichever exist are copied.
@@ -116,12 +116,13 @@ def export_hf(model: torch.nn.Module, out_dir: str | Path, tokenizer_dir: str | 
         token_ids = _special_token_ids(tokenizer_dir, model.cfg.vocab_size)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+    tmp = make_temp_dir(out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp")
     try:
         (tmp / "config.json").write_text(json.dumps(hf_config(model, token_ids), indent=2) + "\n")
         save_file(hf_state_dict(model), tmp / "model.safetensors", metadata={"format": "pt"})
         for src in tokenizer_files:
             shutil.copyfile(src, tmp / src.name)
+        portable_tokenizer_config(tmp / "tokenizer_config.json")  # tokenizers trained before this fix too
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())

@@ -24,7 +24,6 @@ import math
 import multiprocessing
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import numpy as np
 
 from losslens import __version__
 from losslens.errors import InputError
-from losslens.io import fsync_dir
+from losslens.io import fsync_dir, make_temp_dir
 from losslens.world.config import WorldConfig
 from losslens.world.genres import GENRE_CLASSES, GENRES, Genre, WorldContext
 from losslens.world.kb import ATTRIBUTES, build_kb
@@ -284,7 +283,7 @@ def generate_world(cfg: WorldConfig, out_dir: str | Path, *, workers: int | None
         workers = min(os.cpu_count() or 1, 8) if cfg.size_mb >= 8 else 1
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(out)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-{os.getpid()}-"))
+    tmp = make_temp_dir(out.parent, prefix=f".{out.name}.partial-{os.getpid()}-")
     try:
         manifest = _build(cfg, tmp, workers)
         for d in (tmp, tmp / "val", tmp / "eval"):
