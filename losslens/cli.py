@@ -8,6 +8,7 @@ and exit 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -30,6 +31,9 @@ COMMANDS = {
     "report": "losslens.report.command",
     "external": "losslens.external.command",
 }
+
+
+USER_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -63,6 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"losslens {args.command}: error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:
+        # An output the user pointed at that cannot be written (read-only, no permission, disk full) is
+        # their input to fix, not our bug: one line naming the path. Atomic writes left nothing half-done.
+        if err.errno not in USER_ERRNOS or not err.filename:
+            raise
+        print(f"losslens {args.command}: error: {err.filename}: cannot write: {err.strerror}", file=sys.stderr)
+        return UserError.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

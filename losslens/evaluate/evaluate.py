@@ -4,6 +4,7 @@ input stores nothing."""
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,8 @@ def evaluate_model(model: str | Path, *, tasks: list[str], world: Path | None = 
     if harness:  # a typo in a harness task name fails now, not after all the other work
         from losslens.evaluate.harness import check_harness_tasks
         check_harness_tasks(harness, include_path=harness_include)
+    if db is not None:
+        _check_writable(Path(db))
     steps = progress or _NoProgress()
     if lm is None:
         steps.start(f"loading {model}")
@@ -90,6 +93,14 @@ def evaluate_model(model: str | Path, *, tasks: list[str], world: Path | None = 
                   "analysis cannot use", file=sys.stderr)
         store_result(db, result)
     return result
+
+
+def _check_writable(db: Path) -> None:
+    """Fail before any work when the results store cannot be written (read-only dir, no permission)."""
+    target = db if db.exists() else next(p for p in db.absolute().parents if p.exists())
+    if not os.access(target, os.W_OK) or (db.exists() and not os.access(db.parent, os.W_OK)):
+        raise InputError(db, f"cannot write the results store: {target} is read-only or not writable by you",
+                         field="--db")
 
 
 class _NoProgress:
