@@ -104,7 +104,7 @@ class Cell:
 class LadderConfig(Config):
     name: str = "ladder"
     out: str | None = None            # default output dir: ladders/<name> (the CLI's --out overrides)
-    seeds: list[int] = knob([0], lo=0)
+    seeds: list[int] = knob([0], 0, 2**63 - 1)
     data: DataConfig = field(default_factory=DataConfig)
     train: dict = field(default_factory=dict)
     grid: GridConfig | None = None

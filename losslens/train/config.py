@@ -36,7 +36,7 @@ class TrainConfig(Config):
     grad_clip: float = knob(1.0, lo=0)     # max global grad norm; 0 turns clipping off
     precision: str = knob("fp32", choices=PRECISIONS)  # "fp32" or "bf16" (autocast)
     compile: bool = False                  # torch.compile the model
-    seed: int = 0                          # init and data order
+    seed: int = knob(0, 0, 2**63 - 1)      # init and data order
     threads: int = knob(0, lo=0)           # torch threads per process; 0 leaves torch's default
     checkpoints: list[int] | None = None   # token milestones; default: `num_checkpoints` geometric ones
     num_checkpoints: int = knob(8, lo=1)
