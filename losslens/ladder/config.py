@@ -7,7 +7,7 @@ evaluation, execution and analysis settings. One TOML file, validated before any
     seeds = [0]
     [grid]  models = ["nano", "micro"], tokens = [1e6, 2e6]        cross product, and/or
     [[runs]] model = "tiny", tokens = [4e6], train = { lr = 2e-3 }  one model, its budgets, overrides
-    [eval] [executor] [analysis]
+    [eval] [executor] [analysis] [analysis.emergence] [analysis.same_loss] [analysis.scaling_law]
 
 A file is a ladder config when it has a `[grid]` table or `[[runs]]`; shipped ladder configs live in
 `losslens/configs/ladders/` (run configs for `losslens train` live one level up). Every problem is an
@@ -22,6 +22,7 @@ from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 
+from losslens.analysis.settings import AnalysisConfig  # [analysis], [analysis.emergence], ...
 from losslens.config import from_dict, load_toml
 from losslens.data.prepare import DataConfig
 from losslens.errors import InputError
@@ -95,20 +96,6 @@ class ExecutorConfig:
             raise InputError(source, f"must be >= 1, got {self.workers}", field=f"{prefix}.workers")
         if self.threads < 1:
             raise InputError(source, f"must be >= 1, got {self.threads}", field=f"{prefix}.threads")
-
-
-@dataclass
-class AnalysisConfig:
-    """`[analysis]`: arguments of `losslens.analysis.study.run_study`."""
-
-    seed: int = 0
-    bootstrap: int = 1000
-    permutations: int = 99
-
-    def validate(self, *, source=None, prefix="analysis"):
-        for key in ("bootstrap", "permutations"):
-            if getattr(self, key) < 0:
-                raise InputError(source, f"must be >= 0, got {getattr(self, key)}", field=f"{prefix}.{key}")
 
 
 @dataclass(frozen=True)

@@ -115,7 +115,7 @@ def _sigterm_as_exit():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _run_jobs(cfg: LadderConfig, plan: Plan, exec_cfg, out: Path, *, quiet: bool, console) -> "Scheduler":
+def _run_jobs(cfg: LadderConfig, plan: Plan, exec_cfg, out: Path, *, quiet: bool, console) -> Scheduler:
     """Every job of the plan on the configured executor (none is started when nothing is left)."""
     from losslens.ladder.executors import make_executor
 
@@ -292,8 +292,7 @@ def _analyse(cfg: LadderConfig, out: Path, world_dir: Path | None, runs: list[st
     from losslens.analysis.study import run_study
 
     a = cfg.analysis  # only this ladder's runs: a run dropped from the config may still be in the store
-    study = run_study(out / "results.db", world_dir=world_dir, seed=a.seed, bootstrap=a.bootstrap,
-                      permutations=a.permutations, runs=runs)
+    study = run_study(out / "results.db", world_dir=world_dir, runs=runs, **a.analyze_kwargs())
     study.write_summary(out / "summary.json")
     return study
 

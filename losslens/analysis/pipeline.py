@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import math
 
 import numpy as np
 import pandas as pd
 
 from losslens.analysis.emergence import EmergenceConfig, EmergenceResult, analyze_emergence
+from losslens.analysis.result import Result
 from losslens.analysis.same_loss import SameLossConfig, SameLossResult, analyze_same_loss
-from losslens.analysis.table import TidyTable
-from losslens.io import write_json
+from losslens.analysis.scaling import ScalingLawConfig
+from losslens.analysis.table import TidyTable, as_table
+from losslens.io import jsonable, write_json
 
 
 def _optional(module: str, name: str):
@@ -32,30 +33,26 @@ def _optional(module: str, name: str):
         return None
 
 
-def _jsonable(obj):
-    """Plain JSON types: NaN/inf become null, numpy scalars become Python numbers."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    return obj
+def _emergence_columns(e) -> dict:
+    """Verdict, and eta with its interval when emergent (as the JSON's top level); then whatever else the
+    emergence result's own `rows()` adds."""
+    emergent = e.verdict == "emergent"
+    ci = e.eta_ci if emergent and e.eta_ci else (None, None)
+    cols = {"verdict": e.verdict, "eta": e.eta if emergent else None, "eta_lo": ci[0], "eta_hi": ci[1]}
+    if hasattr(e, "rows"):
+        cols.update({k: v for k, v in e.rows()[0].items() if k not in cols and k not in ("task", "metric")})
+    return cols
 
 
-@dataclasses.dataclass
-class TaskReport:
+@dataclasses.dataclass(repr=False)
+class TaskReport(Result):
     task: str
     metric: str
     emergence: EmergenceResult
     same_loss: SameLossResult
     backtest: object | None = None    # predict.BacktestResult (has .to_dict() and .summary())
+    data: pd.DataFrame | None = dataclasses.field(default=None, compare=False)  # the slice analysed (for plot)
+    x_label: str = "loss"             # what the x-axis is (the table's `x_label`)
 
     @property
     def verdict(self) -> str:
@@ -74,21 +71,56 @@ class TaskReport:
             "emergence": e.to_dict(),
         }
 
+    def rows(self) -> list[dict]:
+        row = {"task": self.task, "metric": self.metric, **_emergence_columns(self.emergence)}
+        same = {k: v for k, v in self.same_loss.rows()[0].items() if k not in ("task", "metric")}
+        row["same_loss_holds"] = same.pop("holds")
+        row.update(same)
+        if self.backtest is not None:
+            bt = {k: v for k, v in self.backtest.rows()[0].items() if k not in ("task", "metric")}
+            row["backtest"] = bt.pop("verdict")
+            row.update({f"backtest_{k}": v for k, v in bt.items()})
+        return [row]
+
+    def _repr_items(self) -> dict:
+        items = {"task": self.task, "metric": self.metric, "verdict": self.verdict}
+        if self.verdict == "emergent":
+            items["eta"] = self.emergence.eta
+        return items
+
     def summary(self) -> str:
         parts = [self.emergence.summary(), self.same_loss.summary()]
         if self.backtest is not None:
             parts.append(self.backtest.summary())
         return "\n".join(parts)
 
+    def plot(self, kind: str = "loss"):
+        """The report's figure of this (task, metric): `loss` (performance vs the x-axis, eta and the
+        Eq. 3 fit when emergent), `compute` (vs C = 6ND) or `backtest` (fit above the cut, prediction below)."""
+        from losslens.analysis import figures
 
-@dataclasses.dataclass
-class AnalysisReport:
+        if self.data is None:
+            raise ValueError(f"{self.task} / {self.metric}: no data attached (made outside analyze())")
+        if kind == "loss":
+            return figures.draw_task(self.data, self, self.x_label)
+        if kind == "compute":
+            return figures.draw_compute(self.data, self)
+        if kind == "backtest":
+            if self.backtest is None:
+                raise ValueError(f"{self.task} / {self.metric}: no backtest was run")
+            return self.backtest.plot(self.data, x_label=self.x_label)
+        raise ValueError(f"kind must be 'loss', 'compute' or 'backtest', got {kind!r}")
+
+
+@dataclasses.dataclass(repr=False)
+class AnalysisReport(Result):
     source: dict
     tasks: list[TaskReport]
     scaling_law: object | None = None   # scaling.ChinchillaFit (has .to_dict() and .summary())
     targets: object | None = None       # the source paper's target predictions (OLMo 7B/13B, Gadre et al.)
     settings: dict = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)
+    table: TidyTable | None = dataclasses.field(default=None, compare=False)  # what was analysed (for plot)
 
     def task(self, task: str, metric: str | None = None) -> TaskReport:
         for t in self.tasks:
@@ -103,7 +135,7 @@ class AnalysisReport:
         return out
 
     def to_dict(self) -> dict:
-        return _jsonable({
+        return jsonable({
             "tasks": [t.to_dict() for t in self.tasks],
             "scaling_law": self.scaling_law.to_dict() if self.scaling_law is not None else None,
             "targets": self.targets.to_dict() if self.targets is not None else None,
@@ -111,6 +143,18 @@ class AnalysisReport:
             "settings": self.settings,
             "notes": self.notes,
         })
+
+    def rows(self) -> list[dict]:
+        return [row for t in self.tasks for row in t.rows()]
+
+    def to_frame(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.rows())
+        return frame if len(frame) else pd.DataFrame(columns=["task", "metric", "verdict", "eta", "eta_lo", "eta_hi"])
+
+    def _repr_items(self) -> dict:
+        return {"source": self.source.get("name"), "tasks": len(self.tasks),
+                **{k: v for k, v in self.counts().items() if v},
+                "scaling_law": self.scaling_law is not None}
 
     def write_json(self, path) -> None:
         write_json(path, self.to_dict())
@@ -127,6 +171,16 @@ class AnalysisReport:
         if self.targets is not None:
             lines.append(self.targets.summary())
         return "\n".join(lines)
+
+    def plot(self, task: str, metric: str | None = None, kind: str = "loss"):
+        """The report's figure of one (task, metric) as a matplotlib Figure; `kind` as `TaskReport.plot`."""
+        return self.task(task, metric).plot(kind)
+
+    def plot_scaling_law(self):
+        """Losses against compute with the fitted law along five model sizes (the report's figure)."""
+        if self.scaling_law is None or self.table is None:
+            raise ValueError("no scaling law was fitted" + ("" if self.scaling_law is None else " (no table)"))
+        return self.scaling_law.plot(scaling_points(self.table))
 
 
 def scaling_points(table: TidyTable) -> pd.DataFrame | None:
@@ -145,21 +199,48 @@ TARGETS = {"olmo": "olmo_target_errors", "gadre": "gadre_predictions"}
 
 def analyze_task(job) -> TaskReport:
     """All per-task analyses of one (task, metric) slice (a pure function of its job tuple)."""
-    sub, em_cfg, sl_cfg, with_backtest, seed = job
+    sub, em_cfg, sl_cfg, with_backtest, seed, x_label = job
     backtest = _optional("losslens.analysis.predict", "backtest") if with_backtest else None
     return TaskReport(str(sub["task"].iloc[0]), str(sub["metric"].iloc[0]),
                       analyze_emergence(sub, em_cfg, seed=seed), analyze_same_loss(sub, sl_cfg, seed=seed),
-                      backtest(sub, seed=seed) if backtest is not None else None)
+                      backtest(sub, seed=seed) if backtest is not None else None, data=sub, x_label=x_label)
 
 
-def analyze(table: TidyTable, *, seed: int = 0, bootstrap: int = 1000, permutations: int = 99,
+def resolve_configs(bootstrap: int | None = None, permutations: int | None = None, *,
+                    emergence: EmergenceConfig | None = None, same_loss: SameLossConfig | None = None,
+                    scaling: ScalingLawConfig | None = None,
+                    ) -> tuple[EmergenceConfig, SameLossConfig, ScalingLawConfig]:
+    """The configs `analyze` runs with. A config passed in is used exactly as it is; `bootstrap` and
+    `permutations` are shorthands that fill in the configs not passed. Both for the same config,
+    disagreeing, is an error rather than a silent choice."""
+    def one(cls, given, **short):
+        short = {k: v for k, v in short.items() if v is not None}
+        if given is None:
+            return cls(**short)
+        clash = {k: (v, getattr(given, k)) for k, v in short.items() if getattr(given, k) != v}
+        if clash:
+            k, (v, own) = next(iter(clash.items()))
+            raise ValueError(f"{k}={v} disagrees with {cls.__name__}({k}={own}): set it in one place")
+        return given
+    return (one(EmergenceConfig, emergence, bootstrap=bootstrap),
+            one(SameLossConfig, same_loss, bootstrap=bootstrap, permutations=permutations),
+            one(ScalingLawConfig, scaling, bootstrap=bootstrap))
+
+
+def analyze(table, *, seed: int = 0, bootstrap: int | None = None, permutations: int | None = None,
             backtests: bool = True, scaling_law: bool = True, emergence: EmergenceConfig | None = None,
-            same_loss: SameLossConfig | None = None) -> AnalysisReport:
-    """Run every analysis on a tidy table; `seed` makes all resampling reproducible (task i, in sorted
-    (task, metric) order, uses seed + i). One process: 10,000 points take a few seconds
-    (bench/analysis_speed.py), and the bootstrap's matrix products already use every core."""
-    em_cfg = dataclasses.replace(emergence or EmergenceConfig(), bootstrap=bootstrap)
-    sl_cfg = dataclasses.replace(same_loss or SameLossConfig(), bootstrap=bootstrap, permutations=permutations)
+            same_loss: SameLossConfig | None = None, scaling: ScalingLawConfig | None = None) -> AnalysisReport:
+    """Run every analysis on a tidy table: a `TidyTable`, a pandas DataFrame, or a CSV or SQLite store
+    path (`as_table`; a bad column is one `InputError` naming it).
+
+    `emergence`, `same_loss` and `scaling` configs are used exactly as passed; `bootstrap` (default
+    1000) and `permutations` (default 99) set the configs not passed (`resolve_configs`). `seed` makes
+    all resampling reproducible (task i, in sorted (task, metric) order, uses seed + i). One process:
+    10,000 points take a few seconds (bench/analysis_speed.py), and the bootstrap's matrix products
+    already use every core."""
+    table = as_table(table)
+    em_cfg, sl_cfg, law_cfg = resolve_configs(bootstrap, permutations, emergence=emergence, same_loss=same_loss,
+                                              scaling=scaling)
     backtest = _optional("losslens.analysis.predict", "backtest") if backtests else None
     notes = []
     if backtests and backtest is None:
@@ -172,7 +253,7 @@ def analyze(table: TidyTable, *, seed: int = 0, bootstrap: int = 1000, permutati
             # The x-axis against itself (Chinchilla's `pretraining_loss`): every verdict would be a tautology.
             notes.append(f"{task} / {metric} not analysed: its values are the x-axis itself")
             continue
-        jobs.append((sub.reset_index(drop=True), em_cfg, sl_cfg, backtest is not None, seed + i))
+        jobs.append((sub.reset_index(drop=True), em_cfg, sl_cfg, backtest is not None, seed + i, table.x_label))
     tasks = [analyze_task(job) for job in jobs]
     law = None
     points = scaling_points(table) if scaling_law else None
@@ -186,12 +267,12 @@ def analyze(table: TidyTable, *, seed: int = 0, bootstrap: int = 1000, permutati
             notes.append("scaling law skipped: losslens.analysis.scaling is not installed")
         else:
             law = fit_chinchilla(points["params"].to_numpy(float), points["tokens"].to_numpy(float),
-                                 points["loss"].to_numpy(float), bootstrap=bootstrap, seed=seed,
-                                 **table.extras.get("scaling_fit_kwargs", {}))
+                                 points["loss"].to_numpy(float), seed=seed, **dataclasses.asdict(law_cfg))
     targets = None
     if table.source in TARGETS:
         predict_targets = _optional("losslens.analysis.predict", TARGETS[table.source])
         targets = predict_targets(table) if predict_targets is not None else None
-    settings = {"seed": seed, "bootstrap": bootstrap, "permutations": permutations,
-                "emergence": dataclasses.asdict(em_cfg), "same_loss": dataclasses.asdict(sl_cfg)}
-    return AnalysisReport(table.describe(), tasks, law, targets, settings, notes)
+    settings = {"seed": seed, "bootstrap": em_cfg.bootstrap, "permutations": sl_cfg.permutations,
+                "emergence": dataclasses.asdict(em_cfg), "same_loss": dataclasses.asdict(sl_cfg),
+                "scaling_law": dataclasses.asdict(law_cfg)}
+    return AnalysisReport(table.describe(), tasks, law, targets, settings, notes, table=table)
