@@ -56,9 +56,9 @@ def test_from_dict_with_preset_and_overrides():
 
 @pytest.mark.parametrize("table, field, message", [
     ({"d_modle": 64}, "model.d_modle", "unknown key"),
-    ({"n_layers": "4"}, "model.n_layers", "expected int, got str"),
-    ({"n_layers": 4.0}, "model.n_layers", "expected int, got float"),
-    ({"n_layers": True}, "model.n_layers", "expected int, got bool"),
+    ({"n_layers": "4"}, "model.n_layers", "expected an integer, got str"),
+    ({"n_layers": 4.5}, "model.n_layers", "expected an integer, got float"),
+    ({"n_layers": True}, "model.n_layers", "expected an integer, got bool"),
     ({"tie_embeddings": 1}, "model.tie_embeddings", "expected bool"),
     ({"d_model": 100, "n_heads": 3}, "model.n_heads", "do not divide d_model=100"),
     ({"n_heads": 4, "n_kv_heads": 3}, "model.n_kv_heads", "do not divide n_heads=4"),

@@ -18,11 +18,12 @@ value out of range (a probability outside (0, 1), a negative count). docs/analys
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from losslens.config import from_dict, load_toml
+from losslens.config import Config, constraint, from_dict, knob, load_toml
 from losslens.errors import InputError
 
 # Config fields that are probabilities (0 < x < 1) and counts that may be 0; every other int field
@@ -41,45 +42,51 @@ def config_classes() -> dict[str, type]:
     return {"emergence": EmergenceConfig, "same_loss": SameLossConfig, "scaling_law": ScalingLawConfig}
 
 
+def field_range(name: str, value, tp) -> dict:
+    """The rule above for one field, as `knob` metadata (lo / gt / lt)."""
+    if name in PROBABILITIES:
+        return {"gt": 0, "lt": 1}
+    if name in POSITIVE or isinstance(value, (list, tuple)):
+        return {"gt": 0}
+    if tp is int and name not in MAY_BE_ZERO:
+        return {"lo": 1}
+    return {"lo": 0}
+
+
 def check_ranges(cfg, *, source=None, prefix: str = "") -> None:
-    """The range rules above, on every field of a config dataclass."""
+    """The range rules above, on every number of a config dataclass (`knob` wording of the errors)."""
     hints = typing.get_type_hints(type(cfg))
     for f in dataclasses.fields(cfg):
         value, where = getattr(cfg, f.name), f"{prefix}.{f.name}" if prefix else f.name
-        values = value if isinstance(value, (list, tuple)) else [value]
-        for v in values:
+        meta = field_range(f.name, value, hints.get(f.name))
+        items = list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]
+        for i, v in items:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 continue
-            if f.name in PROBABILITIES:
-                ok, rule = 0 < v < 1, "between 0 and 1 (exclusive)"
-            elif f.name in POSITIVE or isinstance(value, (list, tuple)):
-                ok, rule = v > 0, "> 0"
-            elif hints.get(f.name) is int and f.name not in MAY_BE_ZERO:
-                ok, rule = v >= 1, ">= 1"
-            else:
-                ok, rule = v >= 0, ">= 0"
-            if not ok:
-                raise InputError(source, f"must be {rule}, got {value!r}", field=where)
+            if v >= meta.get("lo", -math.inf) and v > meta.get("gt", -math.inf) and v < meta.get("lt", math.inf):
+                continue
+            at = where if i is None else f"{where}[{i}]"
+            raise InputError(source, f"must be {constraint(meta)}, got {v!r}", field=at)
 
 
 @dataclass
-class AnalysisConfig:
+class AnalysisConfig(Config):
     """`[analysis]`: the settings `analyze` (and the ladder's study) runs with."""
 
-    seed: int = 0                 # seed of every resampling (task i uses seed + i)
-    bootstrap: int = 1000         # shorthand: resamples of every analysis whose table does not set its own
-    permutations: int = 99        # shorthand: same-loss permutations unless [analysis.same_loss] sets them
-    backtests: bool = True        # run the backtest of every (task, metric)
-    emergence: dict = field(default_factory=dict)    # [analysis.emergence]: EmergenceConfig fields
-    same_loss: dict = field(default_factory=dict)    # [analysis.same_loss]: SameLossConfig fields
-    scaling_law: dict = field(default_factory=dict)  # [analysis.scaling_law]: ScalingLawConfig fields
+    seed: int = knob(0, lo=0, doc="seed of every resampling (task i uses seed + i)")
+    bootstrap: int = knob(1000, lo=0, doc="resamples of every analysis whose table does not set its own")
+    permutations: int = knob(99, lo=0, doc="same-loss permutations unless [analysis.same_loss] sets them")
+    backtests: bool = knob(True, doc="run the backtest of every (task, metric)")
+    emergence: dict = knob({}, doc="[analysis.emergence]: EmergenceConfig fields")
+    same_loss: dict = knob({}, doc="[analysis.same_loss]: SameLossConfig fields")
+    scaling_law: dict = knob({}, doc="[analysis.scaling_law]: ScalingLawConfig fields")
     source: str | None = field(default=None, init=False, compare=False, repr=False)  # the TOML file
 
     def validate(self, *, source=None, prefix="analysis"):
-        self.source = source
-        for key in ("bootstrap", "permutations"):
-            if getattr(self, key) < 0:
-                raise InputError(source, f"must be >= 0, got {getattr(self, key)}", field=f"{prefix}.{key}")
+        self.source = None if source is None else str(source)
+        super().validate(source=source, prefix=prefix)
+
+    def _rules(self, bad):
         self.configs()  # every sub-table checked now, before any work
 
     def configs(self) -> dict:

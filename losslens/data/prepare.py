@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from losslens.config import to_dict
+from losslens.config import knob, to_dict
 from losslens.data.shards import Shard, open_shard, token_dtype, write_shard
 from losslens.data.tokenizer import LoadedTokenizer, iter_documents, load_tokenizer, train_bpe
 from losslens.errors import InputError
@@ -38,13 +38,14 @@ class DataConfig:
     world_dir: str | None = None          # a world made by `losslens world --out DIR`
     text: list[str] | None = None         # your own training text files; documents separated by blank lines
     val_text: list[str] | None = None     # held-out text; default: every `val_every`-th document of `text`
-    val_every: int = 100
+    val_every: int = knob(100, lo=2)
     tokenizer: str | None = None          # a local Hugging Face tokenizer dir; default: train a BPE here
-    vocab_size: int = 4096
-    tokenizer_train_mb: float = 32.0      # BPE is trained on (at most) this much training text
+    vocab_size: int = knob(4096, gt=256, hi=1 << 20)
+    tokenizer_train_mb: float = knob(32.0, gt=0)  # BPE is trained on (at most) this much training text
     dir: str | None = None                # where prepared data lives; default <run dir>/data
 
     def validate(self, *, source=None, prefix="data"):
+        """Cross-field rules and paths; types and ranges are the knobs' (checked first by from_dict)."""
         chosen = [k for k in ("world", "world_dir", "text") if getattr(self, k) is not None]
         if len(chosen) > 1:
             raise InputError(source, f"give one corpus, not {' and '.join(chosen)}", field=f"{prefix}.{chosen[1]}")
@@ -72,12 +73,6 @@ class DataConfig:
             raise InputError(source, f"{self.world_dir} holds no world (no train.txt)", field=f"{prefix}.world_dir")
         if self.text == []:
             raise InputError(source, "empty list of text files", field=f"{prefix}.text")
-        if not 256 < self.vocab_size <= 1 << 20:
-            raise InputError(source, f"must be in (256, 1048576], got {self.vocab_size}", field=f"{prefix}.vocab_size")
-        if self.val_every < 2:
-            raise InputError(source, f"must be >= 2, got {self.val_every}", field=f"{prefix}.val_every")
-        if self.tokenizer_train_mb <= 0:
-            raise InputError(source, "must be positive", field=f"{prefix}.tokenizer_train_mb")
 
     def fingerprint(self) -> str:
         """Identifies the prepared data: runs with equal fingerprints can share a data dir."""

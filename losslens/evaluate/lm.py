@@ -104,6 +104,20 @@ def to_hf_model(model):
     return hf.eval()
 
 
+def quiet_hf_loading() -> None:
+    """No "Loading weights" bars from transformers: the commands show their own progress (on a TTY)."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+
+
+def check_finite(model, where) -> None:
+    """Refuse a model with NaN or inf weights: it would only fail later, as a non-finite loss."""
+    bad = next((n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())), None)
+    if bad is not None:
+        raise InputError(where, "non-finite weights (NaN or inf)", field=bad)
+
+
 def load_lm(path: str | Path, *, dtype: str = "fp32", device: str = "cpu", batch_size: int = 32) -> LM:
     """A losslens checkpoint (ckpt-*.pt or a run dir: its newest checkpoint) or a local HF model dir."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -114,6 +128,7 @@ def load_lm(path: str | Path, *, dtype: str = "fp32", device: str = "cpu", batch
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(None, f"{device} requested but this torch has no usable CUDA device", field="--device")
     if path.is_dir() and (path / "config.json").is_file():
+        quiet_hf_loading()
         try:
             model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True)
             tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
@@ -121,6 +136,7 @@ def load_lm(path: str | Path, *, dtype: str = "fp32", device: str = "cpu", batch
             raise InputError(path, f"cannot load a Hugging Face causal LM: {str(err).splitlines()[0]}") from None
         meta = {"source": "hf", "path": str(path)}
         model.float()  # from_pretrained keeps a checkpoint's saved dtype (often fp16); we score in fp32
+        check_finite(model, path)
         return LM(model=model.to(device), tokenizer=tokenizer, name=path.name, dtype=dtype,
                   batch_size=batch_size, meta=meta)
 

@@ -55,7 +55,7 @@ def load_entry(entry: Entry, spec: Spec, device: str):
     """The checkpoint as an `LM` in fp32 (bf16 is autocast at scoring time), with its N in `meta`."""
     import torch
 
-    from losslens.evaluate.lm import LM, load_lm, non_embedding_params
+    from losslens.evaluate.lm import LM, check_finite, load_lm, non_embedding_params, quiet_hf_loading
 
     if entry.path is not None:
         lm = load_lm(entry.path, dtype=spec.dtype, device=device, batch_size=spec.batch_size)
@@ -65,6 +65,7 @@ def load_entry(entry: Entry, spec: Spec, device: str):
         from packaging.version import Version
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        quiet_hf_loading()
         dtype_key = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
         try:  # downloads into (or reads from) the normal HF cache; HF_HUB_OFFLINE=1 reads the cache only
             model = AutoModelForCausalLM.from_pretrained(entry.hub, revision=entry.revision,
@@ -75,6 +76,7 @@ def load_entry(entry: Entry, spec: Spec, device: str):
                        if huggingface_hub.constants.HF_HUB_OFFLINE else "")
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise InputError(spec.path, f"cannot load {entry.source}{offline}: {first}", field=entry.where) from None
+        check_finite(model, f"{spec.path}: {entry.where}: {entry.source}")
         lm = LM(model=model.to(device), tokenizer=tokenizer, name=entry.run, dtype=spec.dtype,
                 batch_size=spec.batch_size, meta={"source": "hf"})
     lm.meta.update(path=entry.source, params=entry.params or non_embedding_params(lm.model),

@@ -18,8 +18,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from losslens.config import from_dict, load_toml
+from losslens.config import from_dict, knob, load_toml
 from losslens.errors import InputError
+from losslens.evaluate.settings import EvalSettings
 
 DTYPES = ("fp32", "bf16")
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
@@ -77,9 +78,9 @@ class SeriesTable:
     hub: str | None = None
     revisions: list[str] | None = None
     paths: list[str] | None = None
-    steps: list[int] | None = None
-    tokens_per_step: int | None = None
-    params: int | None = None
+    steps: list[int] | None = knob(None, lo=0)
+    tokens_per_step: int | None = knob(None, gt=0)
+    params: int | None = knob(None, gt=0)
     family: str | None = None
 
 
@@ -89,15 +90,17 @@ class ModelTable:
     hub: str | None = None
     revision: str | None = None
     series: str | None = None
-    step: int | None = None
+    step: int | None = knob(None, lo=0)
     tokens: int | None = None
-    tokens_per_step: int | None = None
-    params: int | None = None
+    tokens_per_step: int | None = knob(None, gt=0)
+    params: int | None = knob(None, gt=0)
     family: str | None = None
 
 
 @dataclass
-class SpecTable:
+class SpecTable(EvalSettings):
+    """The top level of a spec; `limit`, `heldout_tokens`, `batch_size` and `seed` as in a ladder's [eval]."""
+
     corpus: str | list[str] | None = None
     name: str | None = None
     db: str = "results.db"
@@ -105,12 +108,8 @@ class SpecTable:
     world: str | None = None
     harness: list[str] = field(default_factory=list)
     harness_include: str | None = None
-    limit: int | None = None
-    heldout_tokens: int = 65536
-    batch_size: int = 32
-    dtype: str = "fp32"
+    dtype: str = knob("fp32", choices=DTYPES)
     device: str = "cpu"
-    seed: int = 0
     series: list[SeriesTable] = field(default_factory=list)
     models: list[ModelTable] = field(default_factory=list)
 
@@ -134,13 +133,6 @@ def load_spec(path: str | Path) -> Spec:
     stems = [c.stem for c in corpus]
     if len(set(stems)) < len(stems):
         raise err(f"two corpora share a name ({', '.join(stems)}); the store keys them by file stem", "corpus")
-    for key in ("limit", "heldout_tokens", "batch_size"):
-        value = getattr(raw, key)
-        least = 2 if key == "heldout_tokens" else 1
-        if value is not None and value < least:
-            raise err(f"must be at least {least}, got {value}", key)
-    if raw.dtype not in DTYPES:
-        raise err(f"must be one of {', '.join(DTYPES)}, got {raw.dtype!r}", "dtype")
     world = err.dir(base / raw.world, "world") if raw.world else None
     tasks = []
     for i, t in enumerate(raw.tasks):
@@ -213,10 +205,6 @@ class _Errors:
             raise self(f"not a revision name (a branch, tag or commit, e.g. step1000): {rev!r}", where)
         return rev
 
-    def positive(self, value: int | None, where: str) -> None:
-        if value is not None and value < 1:
-            raise self(f"must be positive, got {value}", where)
-
 
 def _step_in(name: str) -> int | None:
     matches = STEP.findall(name)
@@ -245,8 +233,6 @@ def _tokens(err: _Errors, where: str, *, tokens: int | None, tokens_per_step: in
 def _series(s: SeriesTable, where: str, base: Path, err: _Errors) -> list[Entry]:
     if not s.name:
         raise err("missing field: the run name all its checkpoints share", f"{where}.name")
-    err.positive(s.params, f"{where}.params")
-    err.positive(s.tokens_per_step, f"{where}.tokens_per_step")
     if (s.hub is None) == (s.paths is None):
         raise err("give either hub (with revisions) or paths (local model directories)", where)
     if s.hub is not None:
@@ -271,8 +257,6 @@ def _series(s: SeriesTable, where: str, base: Path, err: _Errors) -> list[Entry]
         step = s.steps[i] if s.steps is not None else _step_in(name if s.hub else name.name)
         if step is None:
             raise err(f"no step in {str(name)!r} (expected a name like step1000; or give steps = [...])", at)
-        if step < 0:
-            raise err(f"must be >= 0, got {step}", f"{where}.steps[{i}]")
         revision = name if s.hub else None
         tokens = _tokens(err, f"{where}.tokens_per_step", tokens=None, tokens_per_step=s.tokens_per_step, step=step,
                          revision=revision)
@@ -282,10 +266,8 @@ def _series(s: SeriesTable, where: str, base: Path, err: _Errors) -> list[Entry]
 
 
 def _model(m: ModelTable, where: str, base: Path, err: _Errors) -> Entry:
-    err.positive(m.params, f"{where}.params")
     if m.series is not None and not m.series.strip():
         raise err("empty run name", f"{where}.series")
-    err.positive(m.tokens_per_step, f"{where}.tokens_per_step")
     if (m.hub is None) == (m.path is None):
         raise err("give either path (a local model directory) or hub (a hub id)", where)
     if m.hub is not None:
@@ -297,8 +279,6 @@ def _model(m: ModelTable, where: str, base: Path, err: _Errors) -> Entry:
             raise err("revision goes with hub; a local directory is one checkpoint", f"{where}.revision")
         path, revision = err.model_dir(base / m.path, f"{where}.path"), None
         named = path.name
-    if m.step is not None and m.step < 0:
-        raise err(f"must be >= 0, got {m.step}", f"{where}.step")
     step = m.step if m.step is not None else _step_in(named)
     if step is None:
         if m.tokens_per_step is not None:

@@ -23,9 +23,10 @@ from importlib import resources
 from pathlib import Path
 
 from losslens.analysis.settings import AnalysisConfig  # [analysis], [analysis.emergence], ...
-from losslens.config import from_dict, load_toml
+from losslens.config import Config, check_knobs, from_dict, knob, load_toml
 from losslens.data.prepare import DataConfig
 from losslens.errors import InputError
+from losslens.evaluate.settings import EvalSettings
 from losslens.train.config import RunConfig, TrainConfig
 
 EXECUTORS = ("local", "ray")
@@ -55,47 +56,31 @@ class RunSpec:
 
 
 @dataclass
-class EvalConfig:
-    """`[eval]`: what `losslens eval` measures at every checkpoint."""
+class EvalConfig(EvalSettings):
+    """`[eval]`: what `losslens eval` measures at every checkpoint (`limit`, `heldout_tokens`,
+    `batch_size`, `seed` as in an external spec)."""
 
     tasks: list[str] = field(default_factory=lambda: ["world:all"])
-    limit: int | None = None          # first N items of each task (None: all)
-    heldout_tokens: int = 65536       # tokens scored on val.txt (a quarter of it on each genre)
-    batch_size: int = 32
-    seed: int = 0                     # few-shot draw
 
-    def validate(self, *, source=None, prefix="eval"):
+    def _rules(self, bad):
         if not self.tasks:
-            raise InputError(source, "empty list of tasks", field=f"{prefix}.tasks")
-        for key, low in (("limit", 1), ("heldout_tokens", 2), ("batch_size", 1)):
-            value = getattr(self, key)
-            if value is not None and value < low:
-                raise InputError(source, f"must be >= {low}, got {value}", field=f"{prefix}.{key}")
+            raise bad("tasks", "empty list of tasks")
         for i, spec in enumerate(self.tasks):
             if not spec.startswith("world:"):
                 if not Path(spec).is_file():
-                    raise InputError(source, f"{spec}: no such task file", field=f"{prefix}.tasks[{i}]")
+                    raise bad(f"tasks[{i}]", f"{spec}: no such task file")
                 self.tasks[i] = str(Path(spec).resolve())  # workers may run in another directory
 
 
 @dataclass
-class ExecutorConfig:
+class ExecutorConfig(Config):
     """`[executor]`: where jobs run. Changing `threads` changes every run's config (exact resume
     needs the same thread count), so a started ladder keeps its threads."""
 
-    kind: str = "local"               # "local" (worker processes) or "ray"
-    workers: int | None = None        # jobs in flight; default: CPU cores (ray: cluster CPUs) / threads
-    threads: int = 1                  # torch threads per job
+    kind: str = knob("local", choices=EXECUTORS)  # "local" (worker processes) or "ray"
+    workers: int | None = knob(None, lo=1)  # jobs in flight; default: CPU cores (ray: cluster CPUs) / threads
+    threads: int = knob(1, lo=1)      # torch threads per job
     address: str | None = None        # ray cluster address; None starts a local one
-
-    def validate(self, *, source=None, prefix="executor"):
-        if self.kind not in EXECUTORS:
-            raise InputError(source, f"must be one of {', '.join(EXECUTORS)}, got {self.kind!r}",
-                             field=f"{prefix}.kind")
-        if self.workers is not None and self.workers < 1:
-            raise InputError(source, f"must be >= 1, got {self.workers}", field=f"{prefix}.workers")
-        if self.threads < 1:
-            raise InputError(source, f"must be >= 1, got {self.threads}", field=f"{prefix}.threads")
 
 
 @dataclass(frozen=True)
@@ -108,10 +93,10 @@ class Cell:
 
 
 @dataclass
-class LadderConfig:
+class LadderConfig(Config):
     name: str = "ladder"
     out: str | None = None            # default output dir: ladders/<name> (the CLI's --out overrides)
-    seeds: list[int] = field(default_factory=lambda: [0])
+    seeds: list[int] = knob([0], lo=0)
     data: DataConfig = field(default_factory=DataConfig)
     train: dict = field(default_factory=dict)
     grid: GridConfig | None = None
@@ -123,6 +108,7 @@ class LadderConfig:
 
     def validate(self, *, source=None, prefix=""):
         self.source = source
+        check_knobs(self, source=source, prefix=prefix)
         if not _LABEL.match(self.name):
             raise InputError(source, f"use letters, digits, '.', '_', '+' or '-', got {self.name!r}", field="name")
         if self.grid is None and not self.runs:
@@ -131,8 +117,6 @@ class LadderConfig:
             raise InputError(source, "empty list", field="seeds")
         if len(set(self.seeds)) != len(self.seeds):
             raise InputError(source, f"repeated seed in {self.seeds}", field="seeds")
-        if any(s < 0 for s in self.seeds):
-            raise InputError(source, "seeds must be >= 0", field="seeds")
         if self.data.world is None and self.data.world_dir is None:
             for i, spec in enumerate(self.eval.tasks):
                 if spec.startswith("world:"):

@@ -7,25 +7,26 @@ once here so that a bad value fails before any work with one line naming the fil
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
+from losslens.config import Config, from_dict, knob
 from losslens.errors import InputError
 
 
 @dataclass
-class ModelConfig:
-    vocab_size: int = 4096
-    d_model: int = 128
-    n_layers: int = 4
-    n_heads: int = 4
-    n_kv_heads: int | None = None  # grouped-query attention; None = n_heads (plain multi-head)
-    multiple_of: int = 32  # 32 keeps the MLP width a multiple of the AVX-512/AMX tile width
-    ffn_dim: int | None = None  # None = LLaMA's 2/3 * 4 * d_model, rounded up to `multiple_of`
-    max_seq_len: int = 256
-    rope_theta: float = 10000.0
-    norm_eps: float = 1e-5
+class ModelConfig(Config):
+    vocab_size: int = knob(4096, gt=0)
+    d_model: int = knob(128, gt=0)
+    n_layers: int = knob(4, gt=0)
+    n_heads: int = knob(4, gt=0)
+    n_kv_heads: int | None = knob(None, gt=0)  # grouped-query attention; None = n_heads (plain multi-head)
+    multiple_of: int = knob(32, gt=0)  # 32 keeps the MLP width a multiple of the AVX-512/AMX tile width
+    ffn_dim: int | None = knob(None, gt=0)  # None = LLaMA's 2/3 * 4 * d_model, rounded up to `multiple_of`
+    max_seq_len: int = knob(256, gt=0)
+    rope_theta: float = knob(10000.0, gt=0)
+    norm_eps: float = knob(1e-5, gt=0)
     tie_embeddings: bool = True  # the LM head reuses the token embedding matrix
-    init_std: float = 0.02
+    init_std: float = knob(0.02, gt=0)
 
     def __post_init__(self):
         if self.n_kv_heads is None:
@@ -38,25 +39,14 @@ class ModelConfig:
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
 
-    def validate(self, source: str | None = None, prefix: str = "") -> None:
-        """Raise `InputError(source, msg, field=prefix + name)` for the first impossible value."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            kind = _FIELD_TYPES[f.name]
-            if not _has_type(value, kind):
-                raise InputError(source, f"expected {kind.__name__}, got {type(value).__name__} {value!r}",
-                                 field=prefix + f.name)
-            if kind is not bool and not value > 0:
-                raise InputError(source, f"must be positive, got {value!r}", field=prefix + f.name)
+    def _rules(self, bad) -> None:
+        """Shape rules on top of the knob checks (types, positive values)."""
         if self.d_model % self.n_heads:
-            raise InputError(source, f"{self.n_heads} heads do not divide d_model={self.d_model}",
-                             field=prefix + "n_heads")
+            raise bad("n_heads", f"{self.n_heads} heads do not divide d_model={self.d_model}")
         if self.head_dim % 2:
-            raise InputError(source, f"head dim d_model/n_heads = {self.head_dim} must be even for "
-                             "rotary embeddings", field=prefix + "n_heads")
+            raise bad("n_heads", f"head dim d_model/n_heads = {self.head_dim} must be even for rotary embeddings")
         if self.n_heads % self.n_kv_heads:
-            raise InputError(source, f"{self.n_kv_heads} kv heads do not divide n_heads={self.n_heads}",
-                             field=prefix + "n_kv_heads")
+            raise bad("n_kv_heads", f"{self.n_kv_heads} kv heads do not divide n_heads={self.n_heads}")
 
     # --- construction -----------------------------------------------------------------------------
 
@@ -73,48 +63,25 @@ class ModelConfig:
 
         Every problem is an `InputError(source, msg, field="model.<name>")`.
         """
+        prefix = prefix.rstrip(".")
         if not isinstance(d, dict):
-            raise InputError(source, f"expected a table, got {type(d).__name__}", field=prefix.rstrip("."))
+            raise InputError(source, f"expected a table, got {type(d).__name__}", field=prefix)
         d = dict(d)
         base: dict = {}
         if "preset" in d:
             name = d.pop("preset")
             if name not in PRESETS:
                 raise InputError(source, f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}",
-                                 field=prefix + "preset")
+                                 field=f"{prefix}.preset")
             base = dict(PRESETS[name])
-        for key, value in d.items():
-            if key not in _FIELD_TYPES:
-                raise InputError(source, f"unknown key; valid keys: preset, {', '.join(_FIELD_TYPES)}",
-                                 field=prefix + key)
-            if not _has_type(value, _FIELD_TYPES[key]):
-                raise InputError(source, f"expected {_FIELD_TYPES[key].__name__}, "
-                                 f"got {type(value).__name__} {value!r}", field=prefix + key)
-        merged = {**base, **d}
-        try:
-            return cls(**merged)
-        except InputError as err:  # re-raise with the file and the dotted field name
-            raise InputError(source, err.message, field=prefix + err.field) from None
+        return from_dict(cls, {**base, **d}, source=source, prefix=prefix)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-_FIELD_TYPES = {"vocab_size": int, "d_model": int, "n_layers": int, "n_heads": int, "n_kv_heads": int,
-                "multiple_of": int, "ffn_dim": int, "max_seq_len": int, "rope_theta": float,
-                "norm_eps": float, "tie_embeddings": bool, "init_std": float}
-
-
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _has_type(value, kind: type) -> bool:
-    if kind is bool:
-        return isinstance(value, bool)
-    if kind is int:
-        return _is_int(value)
-    return _is_int(value) or isinstance(value, float)  # TOML writes 10000 for 10000.0
 
 
 # Named shapes from ~50k to ~50M non-embedding parameters, roughly 4x apart (`losslens model-info`

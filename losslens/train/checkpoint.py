@@ -74,6 +74,30 @@ def list_checkpoints(run_dir: str | Path, kind: str = "ckpt") -> list[tuple[int,
     return sorted(found)
 
 
+def check_weights(weights: dict, expected: dict, path: Path, where: str = "model") -> None:
+    """Refuse weights that do not fit the model (missing, extra or wrongly shaped tensors) or that are
+    not finite: one InputError naming the file and the tensor, instead of a size-mismatch traceback
+    from `load_state_dict` or a NaN loss much later."""
+    if not isinstance(weights, dict):
+        raise InputError(path, f"expected a dict of tensors, got {type(weights).__name__}", field=where)
+    missing = [k for k in expected if k not in weights]
+    extra = [k for k in weights if k not in expected]
+    if missing or extra:
+        what = f"missing tensor {missing[0]}" if missing else f"unexpected tensor {extra[0]}"
+        more = len(missing) + len(extra) - 1
+        raise InputError(path, f"does not match its model config: {what}" + (f" (and {more} more)" if more else ""),
+                         field=where)
+    for name, want in expected.items():
+        got = weights[name]
+        if not isinstance(got, torch.Tensor):
+            raise InputError(path, f"not a tensor: {type(got).__name__}", field=f"{where}.{name}")
+        if got.shape != want.shape:
+            raise InputError(path, f"shape {list(got.shape)} does not match its model config, which needs "
+                             f"{list(want.shape)}", field=f"{where}.{name}")
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            raise InputError(path, "non-finite weights (NaN or inf)", field=f"{where}.{name}")
+
+
 def load_model(path: str | Path):
     """A trained `LlamaLM` from a checkpoint file (or a run dir: its newest checkpoint), in eval mode,
     and the checkpoint's metadata, with `path` (the file) and a `tokenizer` directory that exists."""
@@ -88,7 +112,12 @@ def load_model(path: str | Path):
     ckpt = load(path)
     if "model" not in ckpt or "model_config" not in ckpt:
         raise InputError(path, "not a model checkpoint (no weights)", field="model")
-    model = LlamaLM(ModelConfig(**ckpt["model_config"]))
+    try:
+        config = ModelConfig(**ckpt["model_config"])
+    except (InputError, TypeError) as err:
+        raise InputError(path, f"bad model config in the checkpoint: {err}", field="model_config") from None
+    model = LlamaLM(config)
+    check_weights(ckpt["model"], model.state_dict(), path)
     model.load_state_dict(ckpt["model"])
     model.eval()
     tokenizer = ckpt.get("tokenizer")

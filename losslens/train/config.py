@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from losslens.config import from_dict, load_toml
+from losslens.config import Config, from_dict, knob, load_toml
 from losslens.data.prepare import DataConfig
 from losslens.errors import InputError
 
@@ -20,29 +20,29 @@ PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Config):
     """The `[train]` table: optimisation and checkpointing of one run."""
 
-    tokens: int                            # token budget: the cosine schedule reaches its minimum exactly here
-    batch_size: int = 32                   # global batch, in sequences (split across data-parallel ranks)
-    micro_batch_size: int | None = None    # per forward pass; gradients accumulate up to batch_size
-    seq_len: int = 128
-    lr: float = 3e-3
-    min_lr_ratio: float = 0.1              # final lr = lr * min_lr_ratio
-    warmup_fraction: float = 0.05          # linear warmup over this share of the steps
-    weight_decay: float = 0.1              # on matrices and embeddings, not on norm gains
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0                 # max global grad norm; 0 turns clipping off
-    precision: str = "fp32"                # "fp32" or "bf16" (autocast)
+    tokens: int = knob(lo=1)               # token budget: the cosine schedule reaches its minimum exactly here
+    batch_size: int = knob(32, lo=1)       # global batch, in sequences (split across data-parallel ranks)
+    micro_batch_size: int | None = knob(None, lo=1)  # per forward pass; gradients accumulate up to batch_size
+    seq_len: int = knob(128, lo=1)
+    lr: float = knob(3e-3, gt=0)
+    min_lr_ratio: float = knob(0.1, 0, 1)  # final lr = lr * min_lr_ratio
+    warmup_fraction: float = knob(0.05, lo=0, lt=1)  # linear warmup over this share of the steps
+    weight_decay: float = knob(0.1, lo=0)  # on matrices and embeddings, not on norm gains
+    beta1: float = knob(0.9, lo=0, lt=1)
+    beta2: float = knob(0.95, lo=0, lt=1)
+    grad_clip: float = knob(1.0, lo=0)     # max global grad norm; 0 turns clipping off
+    precision: str = knob("fp32", choices=PRECISIONS)  # "fp32" or "bf16" (autocast)
     compile: bool = False                  # torch.compile the model
     seed: int = 0                          # init and data order
-    threads: int = 0                       # torch threads per process; 0 leaves torch's default
+    threads: int = knob(0, lo=0)           # torch threads per process; 0 leaves torch's default
     checkpoints: list[int] | None = None   # token milestones; default: `num_checkpoints` geometric ones
-    num_checkpoints: int = 8
+    num_checkpoints: int = knob(8, lo=1)
     first_checkpoint: int | None = None    # first geometric milestone; default tokens / 2**(num_checkpoints-1)
-    eval_tokens: int = 65536               # held-out tokens scored at every checkpoint
-    keep_states: int = 2                   # optimizer states kept for resume (older ones are pruned)
+    eval_tokens: int = knob(65536, lo=1)   # held-out tokens scored at every checkpoint
+    keep_states: int = knob(2, lo=1)       # optimizer states kept for resume (older ones are pruned)
 
     @property
     def tokens_per_step(self) -> int:
@@ -64,43 +64,21 @@ class TrainConfig:
         steps = {min(total, max(1, math.ceil(t / self.tokens_per_step))) for t in marks}
         return sorted(steps | {total})
 
-    def validate(self, *, source=None, prefix="train"):
-        def bad(key, msg):
-            raise InputError(source, msg, field=f"{prefix}.{key}")
-
-        for key in ("batch_size", "seq_len", "tokens", "num_checkpoints", "eval_tokens", "keep_states"):
-            if getattr(self, key) < 1:
-                bad(key, f"must be >= 1, got {getattr(self, key)}")
+    def _rules(self, bad):
+        """Cross-field rules; types, ranges and choices are the knobs' (losslens.config)."""
         if self.tokens < self.tokens_per_step:
-            bad("tokens", f"budget {self.tokens} is smaller than one batch "
-                          f"({self.batch_size} x {self.seq_len} = {self.tokens_per_step} tokens)")
-        if self.micro_batch_size is not None and (self.micro_batch_size < 1 or self.batch_size % self.micro_batch_size):
-            bad("micro_batch_size", f"must divide batch_size {self.batch_size}, got {self.micro_batch_size}")
-        if self.lr <= 0 or not math.isfinite(self.lr):
-            bad("lr", f"must be a positive number, got {self.lr}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            bad("min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
-        if not 0 <= self.warmup_fraction < 1:
-            bad("warmup_fraction", f"must be in [0, 1), got {self.warmup_fraction}")
-        for key in ("beta1", "beta2"):
-            if not 0 <= getattr(self, key) < 1:
-                bad(key, f"must be in [0, 1), got {getattr(self, key)}")
-        for key in ("lr", "min_lr_ratio", "warmup_fraction", "weight_decay", "beta1", "beta2", "grad_clip"):
-            if not math.isfinite(getattr(self, key)):
-                bad(key, f"must be a finite number, got {getattr(self, key)}")
-        if self.weight_decay < 0 or self.grad_clip < 0 or self.threads < 0:
-            key = "weight_decay" if self.weight_decay < 0 else "grad_clip" if self.grad_clip < 0 else "threads"
-            bad(key, "must be >= 0")
-        if self.precision not in PRECISIONS:
-            bad("precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            raise bad("tokens", f"budget {self.tokens} is smaller than one batch "
+                                f"({self.batch_size} x {self.seq_len} = {self.tokens_per_step} tokens)")
+        if self.micro_batch_size is not None and self.batch_size % self.micro_batch_size:
+            raise bad("micro_batch_size", f"must divide batch_size {self.batch_size}, got {self.micro_batch_size}")
         if self.checkpoints is not None:
             if not self.checkpoints:
-                bad("checkpoints", "empty list")
+                raise bad("checkpoints", "empty list")
             for i, t in enumerate(self.checkpoints):
                 if not 0 < t <= self.tokens:
-                    bad(f"checkpoints[{i}]", f"milestone {t} is outside (0, tokens={self.tokens}]")
+                    raise bad(f"checkpoints[{i}]", f"milestone {t} is outside (0, tokens={self.tokens}]")
         if self.first_checkpoint is not None and not 0 < self.first_checkpoint <= self.tokens:
-            bad("first_checkpoint", f"must be in (0, tokens={self.tokens}]")
+            raise bad("first_checkpoint", f"must be in (0, tokens={self.tokens}]")
 
 
 @dataclass

@@ -5,57 +5,19 @@ come from Python (`WorldConfig(seed=0, size_mb=4.0)`) or from a TOML `[world]` t
 (`WorldConfig.from_dict(table, source="file.toml")`); a bad value raises
 `InputError(source, msg, field="world.genres.exam.options")` before any work.
 
-Each knob is declared with `knob(default, lo, hi)`: one place for its default and its range, which
-`validate()` checks generically. Cross-field rules (a distractor count below the option count, ...)
-are written out by hand in the classes' `_rules`.
+Each knob is declared with `losslens.config.knob(default, lo, hi)`: one place for its default and its
+range, which `validate()` checks generically (the one validator of every losslens config). Cross-field
+rules (a distractor count below the option count, ...) are written out by hand in the classes' `_rules`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from losslens.config import Config, knob, to_dict
 from losslens.config import from_dict as _from_dict
-from losslens.config import to_dict
-from losslens.errors import InputError
-
-
-def knob(default, lo=None, hi=None):
-    """A dataclass field with an inclusive valid range [lo, hi] (None = unbounded)."""
-    return field(default=default, metadata={"lo": lo, "hi": hi})
-
-
-def _check_ranges(obj, source, prefix: str) -> None:
-    for f in dataclasses.fields(obj):
-        lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
-        value = getattr(obj, f.name)
-        where = _dot(prefix, f.name)
-        if isinstance(value, _Knobs):
-            value.validate(source=source, prefix=where)
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise InputError(source, f"must be a finite number, got {value!r}", field=where)
-        elif (lo is not None and value < lo) or (hi is not None and value > hi):
-            want = (f"in [{lo}, {hi}]" if lo is not None and hi is not None
-                    else f">= {lo}" if lo is not None else f"<= {hi}")
-            raise InputError(source, f"must be {want}, got {value!r}", field=where)
-
-
-def _dot(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
-class _Knobs:
-    """Range checks for every `knob`, then the class's own cross-field `_rules`."""
-
-    def validate(self, *, source=None, prefix: str = "") -> None:
-        _check_ranges(self, source, prefix)
-        self._rules(lambda name, msg: InputError(source, msg, field=_dot(prefix, name)))
-
-    def _rules(self, bad) -> None:  # overridden where knobs constrain each other
-        pass
-
 
 # --- one dataclass per genre --------------------------------------------------------------------------
 # `share` is a relative weight: shares are normalised over all genres to fractions of the corpus bytes.
@@ -63,7 +25,7 @@ class _Knobs:
 
 
 @dataclass(frozen=True)
-class FactsConfig(_Knobs):
+class FactsConfig(Config):
     """Encyclopedic prose about people and cities; closed-book QA asks for single facts."""
 
     share: float = knob(0.24, 0.0)
@@ -78,7 +40,7 @@ class FactsConfig(_Knobs):
 
 
 @dataclass(frozen=True)
-class StoriesConfig(_Knobs):
+class StoriesConfig(Config):
     """Short everyday narratives from scripts; completion picks the ending that fits the story."""
 
     share: float = knob(0.14, 0.0)
@@ -88,7 +50,7 @@ class StoriesConfig(_Knobs):
 
 
 @dataclass(frozen=True)
-class ReadingConfig(_Knobs):
+class ReadingConfig(Config):
     """Short articles about a trip followed by questions; answered from the article alone."""
 
     share: float = knob(0.12, 0.0)
@@ -107,7 +69,7 @@ class ReadingConfig(_Knobs):
 
 
 @dataclass(frozen=True)
-class CorefConfig(_Knobs):
+class CorefConfig(Config):
     """Winograd-like sentences: "it" refers to the one of two objects that has the stated property."""
 
     share: float = knob(0.10, 0.0)
@@ -116,7 +78,7 @@ class CorefConfig(_Knobs):
 
 
 @dataclass(frozen=True)
-class ExamConfig(_Knobs):
+class ExamConfig(Config):
     """Lettered multiple-choice questions about world facts with an "Answer: X" line (MMLU analog)."""
 
     share: float = knob(0.14, 0.0)
@@ -133,7 +95,7 @@ class ExamConfig(_Knobs):
 
 
 @dataclass(frozen=True)
-class ArithmeticConfig(_Knobs):
+class ArithmeticConfig(Config):
     """Word problems with worked step-by-step solutions ending in "The answer is N." (GSM8K analog)."""
 
     share: float = knob(0.14, 0.0)
@@ -149,7 +111,7 @@ class ArithmeticConfig(_Knobs):
 
 
 @dataclass(frozen=True)
-class CopyingConfig(_Knobs):
+class CopyingConfig(Config):
     """"List: <k random symbols>. Again: <the same symbols>." — the induction/copying genre."""
 
     share: float = knob(0.12, 0.0)
@@ -172,7 +134,7 @@ class CopyingConfig(_Knobs):
 
 
 @dataclass(frozen=True)
-class GenresConfig(_Knobs):
+class GenresConfig(Config):
     facts: FactsConfig = field(default_factory=FactsConfig)
     stories: StoriesConfig = field(default_factory=StoriesConfig)
     reading: ReadingConfig = field(default_factory=ReadingConfig)
@@ -187,7 +149,7 @@ class GenresConfig(_Knobs):
 
 
 @dataclass(frozen=True)
-class WorldConfig(_Knobs):
+class WorldConfig(Config):
     """The whole world: seed, size, global knobs and the per-genre knobs under `genres`."""
 
     seed: int = knob(0, 0, 2**63 - 1)
