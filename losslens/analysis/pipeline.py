@@ -39,9 +39,15 @@ def _emergence_columns(e) -> dict:
     emergent = e.verdict == "emergent"
     ci = e.eta_ci if emergent and e.eta_ci else (None, None)
     cols = {"verdict": e.verdict, "eta": e.eta if emergent else None, "eta_lo": ci[0], "eta_hi": ci[1]}
-    if hasattr(e, "rows"):
-        cols.update({k: v for k, v in e.rows()[0].items() if k not in cols and k not in ("task", "metric")})
+    own = type(e).rows if isinstance(e, Result) and type(e).rows is not Result.rows else None
+    if own is not None:
+        cols.update({k: v for k, v in own(e)[0].items() if k not in cols and k not in ("task", "metric")})
     return cols
+
+
+# The columns Jupyter shows for a report (to_frame() has them all): the verdict table of `losslens analyze`.
+SHOWN = ("task", "metric", "verdict", "eta", "eta_lo", "eta_hi", "spearman", "same_loss_holds",
+         "log_params_improvement", "log_params_p", "compute_collapses", "backtest", "backtest_mae")
 
 
 @dataclasses.dataclass(repr=False)
@@ -81,6 +87,10 @@ class TaskReport(Result):
             row["backtest"] = bt.pop("verdict")
             row.update({f"backtest_{k}": v for k, v in bt.items()})
         return [row]
+
+    def _html_frame(self) -> pd.DataFrame:
+        frame = self.to_frame()
+        return frame[[c for c in SHOWN if c in frame.columns]]
 
     def _repr_items(self) -> dict:
         items = {"task": self.task, "metric": self.metric, "verdict": self.verdict}
@@ -150,6 +160,10 @@ class AnalysisReport(Result):
     def to_frame(self) -> pd.DataFrame:
         frame = pd.DataFrame(self.rows())
         return frame if len(frame) else pd.DataFrame(columns=["task", "metric", "verdict", "eta", "eta_lo", "eta_hi"])
+
+    def _html_frame(self) -> pd.DataFrame:
+        frame = self.to_frame()
+        return frame[[c for c in SHOWN if c in frame.columns]]
 
     def _repr_items(self) -> dict:
         return {"source": self.source.get("name"), "tasks": len(self.tasks),

@@ -5,6 +5,7 @@ A result class (a dataclass declared with `repr=False`, so this `__repr__` is ke
     to_dict()      its JSON (already every result's)            summary()  its readable text
     rows()         one dict per (task, metric) (a scaling law: one per parameter): `to_frame()`'s rows
     _repr_items()  the few fields a short repr shows, as a dict (default: none)
+    _html_frame()  the frame Jupyter shows (default: all of `to_frame()`)
     plot(...)      a matplotlib figure, where the result has something to draw
 
 and gets `to_frame()` (a DataFrame), `to_json(path=None)`, a short `__repr__` and `_repr_html_()`
@@ -55,7 +56,11 @@ class Result:
         items = ", ".join(f"{k}={_short(v)}" for k, v in self._repr_items().items())
         return f"{type(self).__name__}({items})"
 
+    def _html_frame(self) -> pd.DataFrame:
+        """What the HTML view shows: the whole frame, unless a class keeps it to its main columns."""
+        return self.to_frame()
+
     def _repr_html_(self) -> str:
-        frame = self.to_frame()
+        frame = self._html_frame()
         table = frame.to_html(index=False, na_rep="-", float_format=lambda x: num(x, ".4g"), border=0)
         return f"<div><p><b>{escape(repr(self))}</b></p>{table}</div>"

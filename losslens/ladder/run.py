@@ -22,6 +22,7 @@ from pathlib import Path
 
 from losslens.config import to_dict
 from losslens.errors import InputError, UserError
+from losslens.fmt import num
 from losslens.io import write_json
 from losslens.ladder.config import LadderConfig
 from losslens.ladder.jobs import EvalJob, JobResult, TrainJob
@@ -241,8 +242,7 @@ class Scheduler:
             self._store(r)
             state.evals_done += 1
             self.evaluated += 1
-            loss = "-" if r.loss is None else f"{r.loss:.4f}"
-            self.view.line(f"evaluated {job.run} step {r.step}: loss {loss}, {len(r.tasks)} task(s)")
+            self.view.line(f"evaluated {job.run} step {r.step}: loss {num(r.loss, '.4f')}, {len(r.tasks)} task(s)")
         rate = job.cost / max(seconds, 1e-9)
         self.eval_rate = rate if self.eval_rate is None else 0.7 * self.eval_rate + 0.3 * rate
 

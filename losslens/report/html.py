@@ -272,7 +272,7 @@ def _test(s, axis, name) -> Html:
     t = s.test(axis, name)
     if t is None:
         return Html("-")
-    p = "-" if t.p_value is None else f"{t.p_value:.3g}"
+    p = num(t.p_value, ".3g")
     text = escape(f"{t.improvement:+.3f}") + f"<br><small>{escape(interval(t.ci, '+.3f'))} p {escape(p)}</small>"
     return Html(f'<span class="sig">{text} *</span>' if t.significant else text)
 
