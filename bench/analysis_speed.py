@@ -20,8 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from losslens.analysis.emergence import EmergenceConfig, analyze_emergence, elbow_design, elbow_estimates, extra_variance, prepare
-from losslens.analysis.report import analyze
+from losslens.analysis.emergence import (
+    EmergenceConfig,
+    analyze_emergence,
+    elbow_design,
+    elbow_estimates,
+    extra_variance,
+    prepare,
+)
+from losslens.analysis.pipeline import analyze
 from losslens.analysis.same_loss import SameLossConfig, analyze_same_loss
 from losslens.analysis.sources import load_source
 from losslens.analysis.stats import bootstrap_group_counts

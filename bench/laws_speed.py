@@ -47,7 +47,7 @@ def main() -> None:
     pts = load_source("chinchilla", DATA / "epoch_chinchilla").extras["scaling_points"]
     args_ = (pts["params"], pts["tokens"], pts["loss"])
     for b in (0, 1000):
-        wall, cpu, fit = timed(lambda: fit_chinchilla(*args_, bootstrap=b, seed=0), args.repeat)
+        wall, cpu, fit = timed(lambda b=b: fit_chinchilla(*args_, bootstrap=b, seed=0), args.repeat)
         assert abs(fit.A / 477.84 - 1) < 0.005 and abs(fit.beta / 0.3672 - 1) < 0.005
         print(f"chinchilla grid fit, 240 points, bootstrap {b:4d}: {wall:6.2f} s wall, {cpu:6.2f} s CPU")
     gadre = load_source("gadre", DATA / "gadre_overtraining")

@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline_gpt import GPT  # noqa: E402
 
-from losslens.model import LlamaLM, ModelConfig, flops_per_token, param_counts  # noqa: E402
+from losslens.model import LlamaLM, ModelConfig, flops_per_token  # noqa: E402
 
 VOCAB = 4096
 SHAPES = {  # name: (n_layers, n_heads, d_model, seq_len, batch)

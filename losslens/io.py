@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 
 @contextlib.contextmanager
@@ -72,6 +74,19 @@ def fsync_dir(directory: str | Path) -> None:
 def write_text(path: str | Path, text: str) -> None:
     with atomic_open(path, "w", encoding="utf-8") as f:
         f.write(text)
+
+
+def jsonable(obj):
+    """Plain JSON types: NaN/inf become null, numpy scalars and arrays become Python numbers and lists."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy scalar or array (no numpy import)
+        return jsonable(obj.tolist())
+    if isinstance(obj, float) and not isinstance(obj, bool):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
 
 
 def write_json(path: str | Path, obj, indent: int = 2) -> None:

@@ -23,9 +23,10 @@ import math
 import numbers
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from losslens.errors import InputError
 
@@ -204,7 +205,7 @@ class Store:
 
     # -- connection plumbing -------------------------------------------------------------------
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -428,7 +429,7 @@ class Store:
             ORDER BY params, name""")
         return [dict(zip(names, row)) for row in rows]
 
-    def heldout(self) -> "pd.DataFrame":
+    def heldout(self) -> pd.DataFrame:
         """Every held-out loss: one row per (model, step, corpus) with nats_per_token, bits_per_byte,
         n_tokens and n_bytes."""
         import pandas as pd
@@ -441,7 +442,7 @@ class Store:
             ORDER BY r.name, c.step, h.corpus""")
         return pd.DataFrame.from_records(rows, columns=names)
 
-    def tidy(self, loss_corpus: str | None = None) -> "pd.DataFrame":
+    def tidy(self, loss_corpus: str | None = None) -> pd.DataFrame:
         """One row per (run, checkpoint, task, metric) with the analysis' tidy columns (TIDY_COLUMNS).
 
         `params` is the non-embedding count when known (the paper's N), else the total. `loss` is the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from losslens.fmt import num, plus_minus
+
 MAX_RUN_COLUMNS = 6  # the latest-values table gets one column per run; beyond this, use --csv
 
 
@@ -34,10 +36,6 @@ def run(args) -> int:
     return 0
 
 
-def _fmt(x, spec: str = ".4g") -> str:
-    return "-" if x is None or x != x else format(x, spec)
-
-
 def print_summary(st, df) -> None:
     import sys
 
@@ -55,8 +53,8 @@ def print_summary(st, df) -> None:
     for col in ("run", "N", "family", "checkpoints", "step", "tokens", "loss", "tasks"):
         runs.add_column(col, justify="left" if col in ("run", "family") else "right")
     for r in st.runs():
-        runs.add_row(r["name"], _fmt(r["params"], ",d"), r["family"] or "", str(r["checkpoints"]),
-                     _fmt(r["step"], "d"), _fmt(r["tokens"], ",d"), _fmt(r["loss"]), str(r["tasks"]))
+        runs.add_row(r["name"], num(r["params"], ",d"), r["family"] or "", str(r["checkpoints"]),
+                     num(r["step"], "d"), num(r["tokens"], ",d"), num(r["loss"], ".4g"), str(r["tasks"]))
     console.print(runs)
     if df.empty:
         console.print("no metrics stored yet")
@@ -76,7 +74,7 @@ def print_summary(st, df) -> None:
         row = [task, metric]
         for name in shown:
             r = cells.get((name, task, metric))
-            row.append("" if r is None else _fmt(r.value) + ("" if r.stderr != r.stderr else f" ±{r.stderr:.2g}"))
+            row.append("" if r is None else plus_minus(r.value, r.stderr, ".4g", ".2g", sep=" ±"))
         table.add_row(*row)
     console.print(table)
     if len(order) > len(shown):

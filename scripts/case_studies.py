@@ -24,12 +24,15 @@ import numpy as np  # noqa: E402
 
 from losslens.analysis import figures  # noqa: E402
 from losslens.analysis.emergence import EmergenceConfig, analyze_emergence, kink_failures  # noqa: E402
+from losslens.analysis.pipeline import analyze  # noqa: E402
 from losslens.analysis.predict import backtest, olmo_target_errors  # noqa: E402
-from losslens.analysis.report import _jsonable, analyze  # noqa: E402
 from losslens.analysis.same_loss import SameLossConfig, analyze_same_loss  # noqa: E402
 from losslens.analysis.sources import load_source  # noqa: E402
 from losslens.analysis.table import TidyTable  # noqa: E402
-from losslens.io import write_json  # noqa: E402
+from losslens.io import (
+    jsonable,  # noqa: E402
+    write_json,  # noqa: E402
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -299,7 +302,7 @@ def olmo_figure(table, res, path: Path) -> None:
     df = table.df
     ladder, targets = table.extras["paper_ladder"], table.extras["paper_targets"]
     fig, axes = plt.subplots(2, len(OLMO_FIG_TASKS), figsize=(3.0 * len(OLMO_FIG_TASKS), 5.6))
-    norm, cmap = figures._size_colours(df.loc[df["model"].isin(ladder), "params"].to_numpy(float))
+    norm, cmap = figures.size_colours(df.loc[df["model"].isin(ladder), "params"].to_numpy(float))
     for j, task in enumerate(OLMO_FIG_TASKS):
         fit = res.fits[task]
         bpb = df[(df["task"] == task) & (df["metric"] == "bpb")]
@@ -314,7 +317,7 @@ def olmo_figure(table, res, path: Path) -> None:
         for n in sorted(set(bpb.loc[bpb["model"].isin(ladder), "params"])):
             d = np.geomspace(2e9, 6e12, 50)
             top.plot(d, fit.step1.predict(np.full_like(d, n), d), color=cmap(norm(n)), lw=0.8, alpha=0.7)
-        for label, stem in targets.items():
+        for label in targets:
             p = next(q for q in res.predictions if q.task == task and q.target == label)
             d = np.geomspace(2e9, 6e12, 50)
             top.plot(d, fit.step1.predict(np.full_like(d, p.params), d), color="black", lw=0.8, ls=":")
@@ -335,7 +338,7 @@ def olmo_figure(table, res, path: Path) -> None:
             bottom.set_ylabel("step 2: accuracy", fontsize=8)
     handles = [plt.Line2D([], [], marker="*", ls="", color="black", ms=9, label="7B / 13B measured"),
                plt.Line2D([], [], marker="o", ls="", mfc="none", mec="red", label="7B / 13B predicted")]
-    handles += [plt.Line2D([], [], marker="o", ls="", color=cmap(norm(n)), label=f"ladder N={figures._human(n)}")
+    handles += [plt.Line2D([], [], marker="o", ls="", color=cmap(norm(n)), label=f"ladder N={figures.human(n)}")
                 for n in sorted(set(df.loc[df["model"].isin(ladder), "params"]))]
     fig.legend(handles=handles, loc="lower center", ncol=6, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
@@ -380,15 +383,15 @@ def pythia_figure(tables, path: Path) -> None:
             if kind == "compute":
                 sub = sub.assign(loss=6 * sub["params"] * sub["tokens"])
                 ax.set_xscale("log")
-            norm, cmap = figures._size_colours(sub["params"].to_numpy(float))
-            figures._runs(ax, sub, "loss", norm, cmap)
+            norm, cmap = figures.size_colours(sub["params"].to_numpy(float))
+            figures.plot_runs(ax, sub, "loss", norm, cmap)
             ax.axhline(sub["chance"].iloc[0], ls="--", color="grey", lw=1)
             if kind != "compute":
                 ax.invert_xaxis()
             ax.set_xlabel(label, fontsize=8)
             if j == 0:
                 ax.set_ylabel(f"{task} accuracy (0-shot)", fontsize=8)
-    figures._size_key(fig, axes[0, -1], tables["lambada"].df["params"].to_numpy(float), norm, cmap)
+    figures.size_key(fig, axes[0, -1], tables["lambada"].df["params"].to_numpy(float), norm, cmap)
     fig.tight_layout(rect=(0, 0, 0.9, 1))
     _save(fig, path)
 
@@ -439,7 +442,8 @@ CATEGORY_LABELS = {
     "smooth": "smooth: above chance at the highest losses, rising",
     "emergent": "emergent: at chance, then present (no smooth rival fits as well as Eq. 3)",
     "rises_without_threshold": "inconclusive: rises from chance, no threshold stands out",
-    "threshold_not_at_chance": "inconclusive: a threshold shape, but a chance test fails (plateau, size of the rise or eta)",
+    "threshold_not_at_chance": "inconclusive: a threshold shape, but a chance test fails "
+                               "(plateau, size of the rise or eta)",
     "no_rise": "inconclusive: slightly above chance, no rise",
     "noisy_near_chance": "inconclusive: no rise, too noisy to place at chance",
     "untestable": "inconclusive: no chance level or too few losses",
@@ -471,13 +475,14 @@ def doc_snippets(n: dict) -> list[str]:
         out.append(f"| {CATEGORY_LABELS[cat]} | {len(tasks)} | {', '.join(tasks)} |")
     for name, e in g["emergent"].items():
         out.append(f"`{name}` at eta {e['eta']:.2f} [{e['eta_ci'][0]:.2f}, {e['eta_ci'][1]:.2f}]")
-    arithmetic = max(g["per_task"][t]["value_range"][1] for t in ("simple_arithmetic_nospaces", "simple_arithmetic_withspaces"))
+    arithmetic = max(g["per_task"][t]["value_range"][1]
+                     for t in ("simple_arithmetic_nospaces", "simple_arithmetic_withspaces"))
     out.append(f"never exceed {100 * arithmetic:.1f}% exact match")
     for name in ("squad", "mmlu", "hellaswag", "winogrande", "copa"):
         t = g["per_task"][name]
         out.append(f"`{name}`: Spearman {t['spearman']:.3f}, delta BIC {t['delta_bic']:.1f}, "
                    f"accuracy {t['value_range'][0]:.3f}-{t['value_range'][1]:.3f}")
-    for name, covs in sl["fails"].items():
+    for name in sl["fails"]:
         t = g["per_task"][name]
         out.append(f"| {name} | {t['spearman']:+.3f} | {_pm(t['log_params'])} | {_pm(t['log_tokens'])} |")
     for name in g["c4_trained_significant"]:
@@ -541,7 +546,7 @@ def run(data: Path = DATA, out: Path = OUT) -> dict:
         print(f"{name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     numbers["oddities"] = oddities(data)
     numbers["figures"] = sorted(p.name for p in out.glob("*.png"))
-    write_json(out / "numbers.json", _jsonable(numbers))
+    write_json(out / "numbers.json", jsonable(numbers))
     return numbers
 
 

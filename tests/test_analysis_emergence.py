@@ -7,8 +7,15 @@ import dataclasses
 import numpy as np
 import pytest
 
-from losslens.analysis.emergence import (EmergenceConfig, Region, analyze_emergence, bootstrap_eta, elbow_estimates,
-                                         kink_failures, prepare)
+from losslens.analysis.emergence import (
+    EmergenceConfig,
+    Region,
+    analyze_emergence,
+    bootstrap_eta,
+    elbow_estimates,
+    kink_failures,
+    prepare,
+)
 from losslens.analysis.synthetic import ladder_points, planted_table, shape_curve
 from losslens.analysis.table import validate
 
@@ -218,6 +225,6 @@ def test_a_small_ladder_of_three_runs_still_finds_its_threshold(seed):
     true_eta = df["loss"].min() + 0.5 * np.ptp(df["loss"])
     assert r.eta_ci[0] <= true_eta <= r.eta_ci[1]
     for shape in ("linear", "sigmoid"):
-        smooth = _custom(lambda L: shape_curve(shape, L), seed, n_items=500, sizes=(3e7, 1e8, 3e8),
+        smooth = _custom(lambda L, shape=shape: shape_curve(shape, L), seed, n_items=500, sizes=(3e7, 1e8, 3e8),
                          checkpoints=20, tokens_per_param=(20,))
         assert analyze_emergence(smooth, CFG, seed=seed).verdict == "smooth"

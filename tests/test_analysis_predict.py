@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from losslens.analysis.predict import (accuracy_sigmoid, backtest, fit_accuracy_sigmoid, fit_two_step,
-                                       olmo_target_errors)
+from losslens.analysis.predict import accuracy_sigmoid, backtest, fit_accuracy_sigmoid, fit_two_step, olmo_target_errors
 from losslens.analysis.sources import olmo
 from losslens.analysis.synthetic import ladder_points, planted_table
 

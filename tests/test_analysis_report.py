@@ -81,7 +81,7 @@ def test_gadre_source_prints_a_verdict_for_each_of_the_46_tasks(capsys):
 def test_no_scaling_law_from_a_single_model_size():
     import pandas as pd
 
-    from losslens.analysis.report import analyze
+    from losslens.analysis.pipeline import analyze
     from losslens.analysis.table import TidyTable
 
     rows = [{"model": "one", "params": 1e6, "tokens": t, "loss": 4.0 - 0.3 * i, "task": "x", "metric": "acc",

@@ -12,9 +12,17 @@ from scipy.optimize import minimize
 
 from losslens.analysis.lbfgs import minimize_batched
 from losslens.analysis.predict import gadre_predictions
-from losslens.analysis.scaling import (ChinchillaFit, chinchilla_grid, fit_chinchilla, fit_chinchilla_bounded,
-                                       fit_gadre_error, fit_gadre_loss, gadre_error_law, gadre_loss_law,
-                                       huber_lse_objective)
+from losslens.analysis.scaling import (
+    ChinchillaFit,
+    chinchilla_grid,
+    fit_chinchilla,
+    fit_chinchilla_bounded,
+    fit_gadre_error,
+    fit_gadre_loss,
+    gadre_error_law,
+    gadre_loss_law,
+    huber_lse_objective,
+)
 from losslens.analysis.sources import chinchilla, gadre
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import run_cli
+
 from losslens.train import checkpoint as ckpt
 
 

@@ -10,7 +10,6 @@ import json
 import re
 
 import pytest
-
 from conftest import REPO, SHARED_DATA
 
 pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
@@ -59,7 +58,7 @@ def test_gadre_verdicts_are_what_the_analysis_gives(cs, numbers):
     """The emergence half of `analyze` on the 46 tasks, with analyze()'s seeds (seed + index of the
     (task, metric) in sorted order) and bootstrap: the same verdicts, categories, counts and etas."""
     from losslens.analysis.emergence import EmergenceConfig, analyze_emergence
-    from losslens.analysis.report import TaskReport
+    from losslens.analysis.pipeline import TaskReport
     from losslens.analysis.sources import load_source
 
     table = load_source("gadre", SHARED_DATA / "gadre_overtraining")
@@ -119,7 +118,7 @@ def test_olmo_target_errors_are_what_the_code_gives(numbers):
 
 
 def test_chinchilla_pseudo_task_gets_no_verdict(numbers):
-    from losslens.analysis.report import analyze
+    from losslens.analysis.pipeline import analyze
     from losslens.analysis.sources import load_source
 
     report = analyze(load_source("chinchilla", SHARED_DATA / "epoch_chinchilla"), bootstrap=0, permutations=0,

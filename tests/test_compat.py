@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO, run_cli
+
 from losslens.train import checkpoint as ckpt
 
 FLOOR_DIR = os.environ.get("LOSSLENS_TRANSFORMERS_FLOOR_DIR")  # set by .ci/run: transformers==<floor> there

@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 
 import pytest
-
 from conftest import REPO, run_cli, write_run_config
+
 from losslens.config import Config, from_dict, knob, knobs
 from losslens.data.prepare import DataConfig
 from losslens.errors import InputError

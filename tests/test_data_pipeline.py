@@ -7,8 +7,16 @@ import pytest
 import torch
 
 from losslens.config import from_dict
-from losslens.data import (DataConfig, WindowSampler, eval_windows, load_tokenizer, open_shard, prepare_data,
-                           train_bpe, write_shard)
+from losslens.data import (
+    DataConfig,
+    WindowSampler,
+    eval_windows,
+    load_tokenizer,
+    open_shard,
+    prepare_data,
+    train_bpe,
+    write_shard,
+)
 from losslens.data.tokenizer import iter_documents
 from losslens.errors import InputError
 

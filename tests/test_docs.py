@@ -6,6 +6,7 @@ import argparse
 import re
 
 from conftest import REPO
+
 from losslens.cli import COMMANDS, build_parser
 
 
@@ -28,3 +29,23 @@ def test_every_command_and_flag_is_documented():
         documented = set(re.findall(r"`(--[a-z-]+)", section)) | set(re.findall(r"/ `(--[a-z-]+)", section))
         real = {f for a in sub._actions for f in a.option_strings}
         assert documented <= real, f"{name}: documented but not in the code: {documented - real}"
+
+
+def test_every_analysis_setting_is_documented():
+    """docs/analysis.md's Settings section lists every key of every [analysis] table, and no more: each
+    field of AnalysisConfig, EmergenceConfig, SameLossConfig and ScalingLawConfig under its own heading."""
+    import dataclasses
+
+    from losslens.analysis.settings import AnalysisConfig, config_classes
+
+    doc = (REPO / "docs" / "analysis.md").read_text()
+    settings = doc.split("## Settings (`[analysis]` tables)")[1].split("\n## ")[0]
+    tables = {"analysis": AnalysisConfig} | {f"analysis.{k}": v for k, v in config_classes().items()}
+    for table, cls in tables.items():
+        section = settings.split(f"### `[{table}]`")[1].split("\n### ")[0]
+        keys = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in config_classes()]
+        for key in keys:
+            assert f"`{key}`" in section, f"[{table}] {key} missing from docs/analysis.md"
+        rows = re.findall(r"^\| (`[^|]+`) \|", section, flags=re.M)
+        documented = {k for row in rows for k in re.findall(r"`([a-z_]+)`", row)}
+        assert documented <= set(keys), f"[{table}]: documented but not in the code: {documented - set(keys)}"

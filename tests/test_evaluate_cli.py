@@ -6,7 +6,6 @@ import json
 import sqlite3
 
 import pytest
-
 from conftest import run_cli
 
 WORLD_SIX = ["qa", "completion", "reading", "coref", "exam", "arithmetic"]
@@ -24,7 +23,7 @@ def test_eval_prints_and_stores_every_world_task(tmp_path, world_run):
     con = sqlite3.connect(db)
     rows = con.execute("SELECT task, metric, value, stderr, n, chance FROM metrics").fetchall()
     got = {}
-    for task, metric, value, stderr, n, chance in rows:
+    for task, metric, _value, _stderr, n, _chance in rows:
         got.setdefault(task, set()).add(metric)
         assert n == 12
     for task in ["completion", "reading", "coref", "exam"]:

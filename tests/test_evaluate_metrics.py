@@ -7,8 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from losslens.evaluate.metrics import (edit_distance, extract_answer, generation_metrics,
-                                       multiple_choice_metrics)
+from losslens.evaluate.metrics import edit_distance, extract_answer, generation_metrics, multiple_choice_metrics
 
 
 def _by_name(metrics):

@@ -12,8 +12,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from conftest import make_text_corpus, run_cli
+
 from losslens.cli import main
 
 STEPS = (5, 20, 60)
@@ -158,7 +158,8 @@ def test_series_into_the_store(workdir, evaluated):
                           WHERE a.task = 'fruit' AND b.task = 'fruit_lm_eval' AND a.metric = 'acc'
                           AND b.metric = 'acc'""").fetchall()
     assert len(both) == 6 and all(a == pytest.approx(b) for a, b in both)
-    assert con.execute("SELECT COUNT(*) FROM metrics WHERE task = 'where' AND metric = 'exact_match'").fetchone()[0] == 6
+    query = "SELECT COUNT(*) FROM metrics WHERE task = 'where' AND metric = 'exact_match'"
+    assert con.execute(query).fetchone()[0] == 6
     con.close()
 
 

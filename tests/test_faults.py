@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
+
 from losslens.train import checkpoint as ckpt
 
 EVAL = ("--tasks", "world:exam", "--limit", "4", "--heldout-tokens", "512")

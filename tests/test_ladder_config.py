@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import run_cli
+
 from losslens.errors import InputError
 from losslens.ladder.config import load_ladder_config, tokens_label
 

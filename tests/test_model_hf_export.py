@@ -20,7 +20,7 @@ def small_model(seed: int = 0, **overrides) -> LlamaLM:
     torch.manual_seed(seed)
     model = LlamaLM(cfg).eval()
     with torch.no_grad():  # non-trivial norm gains, so a misplaced gain would show
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if p.dim() == 1:
                 p.uniform_(0.5, 1.5)
     return model

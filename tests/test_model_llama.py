@@ -6,8 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from losslens.model import LlamaLM, ModelConfig
-from losslens.model import ops
+from losslens.model import LlamaLM, ModelConfig, ops
 
 
 def tiny(**overrides) -> LlamaLM:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import io
 import os
 
+from conftest import run_cli
 from rich.console import Console
 
-from conftest import run_cli
-from losslens.analysis.report import analyze
+from losslens.analysis.pipeline import analyze
 from losslens.analysis.synthetic import planted_table
 from losslens.analysis.table import TidyTable, validate
 from losslens.progress import Steps

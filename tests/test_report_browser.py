@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from report_store import planted_report
 
 TIMEOUT_S = 60.0

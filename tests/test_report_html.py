@@ -9,6 +9,7 @@ from html import unescape
 from html.parser import HTMLParser
 
 import pytest
+from report_store import planted_report, write_store, write_world
 
 from losslens.analysis import analyze
 from losslens.analysis.study import Study
@@ -16,7 +17,6 @@ from losslens.analysis.synthetic import planted_table
 from losslens.analysis.table import TidyTable, validate
 from losslens.cli import main
 from losslens.report import write_report
-from report_store import planted_report, write_store, write_world
 
 
 class Page(HTMLParser):

@@ -7,9 +7,8 @@ from __future__ import annotations
 import os
 import sqlite3
 
-from report_store import write_store, write_world
-
 from conftest import run_cli
+from report_store import write_store, write_world
 
 
 def test_report_prints_no_runtime_warnings(tmp_path):

@@ -7,8 +7,8 @@ import sqlite3
 
 import pandas as pd
 import pytest
-
 from conftest import run_cli
+
 from losslens.analysis.table import REQUIRED, read_db, validate
 from losslens.cli import main as cli_main
 from losslens.errors import InputError

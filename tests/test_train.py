@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -13,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import run_cli, write_run_config
+
 from losslens.train import checkpoint as ckpt
 from losslens.train.config import TrainConfig, load_run_config
 from losslens.train.loop import train
@@ -34,7 +33,8 @@ def test_geometric_milestones_end_at_the_budget():
     assert steps[-1] == cfg.total_steps == 1000 and len(steps) == 5
     ratios = [b / a for a, b in zip(steps, steps[1:])]
     assert max(ratios) / min(ratios) < 1.05  # evenly spaced in log tokens
-    assert TrainConfig(tokens=10_000, batch_size=10, seq_len=100, checkpoints=[2500, 5000]).milestone_steps() == [3, 5, 10]
+    cfg = TrainConfig(tokens=10_000, batch_size=10, seq_len=100, checkpoints=[2500, 5000])
+    assert cfg.milestone_steps() == [3, 5, 10]
 
 
 def test_train_records_falling_loss_and_verified_checkpoints(tmp_path, text_corpus, shared_data_dir):

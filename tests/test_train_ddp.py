@@ -9,8 +9,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import run_cli, write_run_config
+
 from losslens.train import checkpoint as ckpt
 
 

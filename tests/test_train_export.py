@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
-
 from conftest import run_cli, write_run_config
+
 from losslens.train import checkpoint as ckpt
 
 
@@ -37,7 +36,7 @@ def test_export_rejects_a_corrupt_checkpoint(tmp_path):
 
 def test_runs_work_from_another_directory(tmp_path, text_corpus):
     """Records hold absolute paths: a run trained with a relative --out exports from anywhere."""
-    cfg = write_run_config(tmp_path / "run.toml", text_corpus, tokens=4 * 8 * 32, num_checkpoints=1)
+    write_run_config(tmp_path / "run.toml", text_corpus, tokens=4 * 8 * 32, num_checkpoints=1)
     run_cli("train", "run.toml", "--out", "rel", "--quiet", cwd=tmp_path, check=True)
     (tmp_path / "elsewhere").mkdir()
     proc = run_cli("export", "../rel", "hf", cwd=tmp_path / "elsewhere", check=True)

@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
+
 from losslens.cli import main
 from losslens.errors import InputError
 from losslens.world import GENRES, WorldConfig, load_manifest

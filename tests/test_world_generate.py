@@ -10,7 +10,7 @@ import pytest
 
 from losslens.errors import InputError
 from losslens.world import GENRES, WorldConfig, generate_world, load_manifest, verify_world
-from losslens.world.kb import PERSON, build_kb
+from losslens.world.kb import build_kb
 
 
 @pytest.fixture(scope="module")

@@ -149,8 +149,9 @@ def test_completion_gold_continues_the_story_script(world):
     from losslens.world.genres.stories import SCRIPTS
 
     def script_of(sentence: str) -> set[int]:
-        pattern = lambda t: re.escape(t).replace(r"\{N\}", r"\w+").replace(r"\{P\}", "(He|She)") \
-            .replace(r"\{p\}", "(he|she)").replace(r"\{his\}", "(his|her)")
+        def pattern(t):
+            return re.escape(t).replace(r"\{N\}", r"\w+").replace(r"\{P\}", "(He|She)") \
+                .replace(r"\{p\}", "(he|she)").replace(r"\{his\}", "(his|her)")
         return {i for i, (sit, events, endings) in enumerate(SCRIPTS)
                 for t in (*sit, *(e for ev in events for e in ev), *endings) if re.fullmatch(pattern(t), sentence)}
 

@@ -5,7 +5,8 @@
     emergence.py  Eq. 3 threshold vs smooth fits, eta with a bootstrap interval, verdicts
     same_loss.py  does size or data explain performance beyond loss? (and does compute collapse?)
     scaling.py    Chinchilla and Gadre scaling-law fits          predict.py  prediction and backtests
-    report.py     `analyze(table) -> AnalysisReport`, the JSON    figures.py  matplotlib figures
+    pipeline.py   `analyze(table) -> AnalysisReport`, the JSON    figures.py  matplotlib figures
+    result.py     `Result`: to_frame, to_json, repr, Jupyter HTML  settings.py the [analysis] TOML tables
 
 The names below are imported on first use, so `losslens --help` does not pay for scipy.
 """
@@ -15,8 +16,11 @@ from losslens._lazy import lazy_exports
 _EXPORTS = {
     "EmergenceConfig": "emergence", "EmergenceResult": "emergence", "analyze_emergence": "emergence",
     "SameLossConfig": "same_loss", "SameLossResult": "same_loss", "analyze_same_loss": "same_loss",
-    "AnalysisReport": "report", "TaskReport": "report", "analyze": "report",
-    "TidyTable": "table", "read_csv": "table", "read_db": "table", "validate": "table",
+    "AnalysisReport": "pipeline", "TaskReport": "pipeline", "analyze": "pipeline",
+    "ScalingLawConfig": "scaling", "ChinchillaFit": "scaling", "fit_chinchilla": "scaling",
+    "BacktestResult": "predict", "backtest": "predict",
+    "AnalysisConfig": "settings", "load_analysis_config": "settings", "Result": "result",
+    "TidyTable": "table", "as_table": "table", "read_csv": "table", "read_db": "table", "validate": "table",
 }
 __all__ = sorted(_EXPORTS)
 

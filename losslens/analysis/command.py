@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from losslens.errors import InputError
+from losslens.fmt import num
 
 
 def register(subparsers) -> None:
@@ -29,16 +30,34 @@ def register(subparsers) -> None:
 
 
 def add_resampling_args(p) -> None:
-    """--seed, --bootstrap, --permutations: shared with `losslens report`."""
-    p.add_argument("--seed", type=int, default=0, help="seed of every resampling (default 0)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--permutations", type=int, default=99, help="permutations of the same-loss test (default 99)")
+    """--config, --seed, --bootstrap, --permutations: shared with `losslens report`."""
+    p.add_argument("--config", metavar="FILE.toml",
+                   help="analysis settings: an [analysis] table and its [analysis.emergence], [analysis.same_loss], "
+                        "[analysis.scaling_law] sub-tables (docs/analysis.md, 'Settings')")
+    p.add_argument("--seed", type=int, help="seed of every resampling (default: the config's, else 0)")
+    p.add_argument("--bootstrap", type=int, help="bootstrap resamples (default: the config's, else 1000)")
+    p.add_argument("--permutations", type=int,
+                   help="permutations of the same-loss test (default: the config's, else 99)")
 
 
 def check_resampling_args(args) -> None:
     for flag in ("bootstrap", "permutations"):
-        if getattr(args, flag) < 0:
+        if getattr(args, flag) is not None and getattr(args, flag) < 0:
             raise InputError(None, "must be >= 0", field=f"--{flag}")
+
+
+def analysis_settings(args) -> dict:
+    """`analyze`'s keyword arguments: the --config file's [analysis] tables (or the defaults), with
+    --seed, --bootstrap and --permutations in place of the file's keys of the same name (a sub-table's
+    own key, e.g. [analysis.emergence] bootstrap, still wins for that analysis)."""
+    from losslens.analysis.settings import AnalysisConfig, load_analysis_config
+
+    check_resampling_args(args)
+    cfg = load_analysis_config(args.config) if args.config else AnalysisConfig()
+    for flag in ("seed", "bootstrap", "permutations"):
+        if getattr(args, flag) is not None:
+            setattr(cfg, flag, getattr(args, flag))
+    return cfg.analyze_kwargs()
 
 
 def load_table(args):
@@ -59,10 +78,6 @@ def load_table(args):
         options[key] = value
     name, path = args.source
     return load_source(name, path, **options)
-
-
-def _fmt(x, spec=".3g"):
-    return "-" if x is None else format(x, spec)
 
 
 def print_report(report, console) -> None:
@@ -86,10 +101,10 @@ def print_report(report, console) -> None:
         if e.verdict == "emergent":
             eta = f"{e.eta:.3g}" + (f" [{e.eta_ci[0]:.3g}, {e.eta_ci[1]:.3g}]" if e.eta_ci else "")
         size = s.test("loss", "log_params")
-        size_txt = "-" if size is None else f"{size.improvement:+.3f} (p {_fmt(size.p_value, '.2f')})"
+        size_txt = "-" if size is None else f"{size.improvement:+.3f} (p {num(size.p_value, '.2f')})"
         collapse = "-" if s.compute_collapses is None else ("yes" if s.compute_collapses else "no")
         bt = "-" if t.backtest is None else str(t.backtest.to_dict().get("verdict", "-"))
-        table.add_row(t.task, t.metric, f"[{style[e.verdict]}]{e.verdict}[/]", eta, _fmt(s.spearman),
+        table.add_row(t.task, t.metric, f"[{style[e.verdict]}]{e.verdict}[/]", eta, num(s.spearman),
                       size_txt, collapse, bt)
     if report.tasks:
         console.print(table)
@@ -103,14 +118,13 @@ def print_report(report, console) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from losslens.analysis.report import analyze
+    from losslens.analysis.pipeline import analyze
     from losslens.progress import Steps
 
-    check_resampling_args(args)
+    settings = analysis_settings(args)
     table = load_table(args)
     with Steps("analyze") as steps:  # a bar with ETA on a terminal; nothing when piped
-        report = analyze(table, seed=args.seed, bootstrap=args.bootstrap, permutations=args.permutations,
-                         progress=steps)
+        report = analyze(table, **settings, progress=steps)
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)  # a pipe or file: don't squeeze the table to 80 columns

@@ -20,7 +20,7 @@ skipped when s.y <= 0, which keeps the inverse-Hessian estimate positive definit
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -32,8 +32,17 @@ import pandas as pd
 from scipy.optimize import OptimizeWarning, curve_fit
 from scipy.special import expit
 
-from losslens.analysis.scaling import (ChinchillaFit, GadreErrorFit, GadreLossFit, fit_chinchilla,
-                                       fit_chinchilla_bounded, fit_gadre_error, fit_gadre_loss, one_blas_thread)
+from losslens.analysis.result import Result
+from losslens.analysis.scaling import (
+    ChinchillaFit,
+    GadreErrorFit,
+    GadreLossFit,
+    fit_chinchilla,
+    fit_chinchilla_bounded,
+    fit_gadre_error,
+    fit_gadre_loss,
+    one_blas_thread,
+)
 from losslens.analysis.table import is_binomial, is_proportion
 
 CUT_QUANTILE = 1 / 3     # default cut: this quantile of the distinct losses (the lowest third is held out)
@@ -116,8 +125,8 @@ def _aicc(ssr: float, n: int, k: int) -> float:
     return n * np.log(max(ssr, 1e-300) / n) + 2 * k + 2 * k * (k + 1) / (n - k - 1)
 
 
-@dataclasses.dataclass(frozen=True)
-class BacktestResult:
+@dataclasses.dataclass(frozen=True, repr=False)
+class BacktestResult(Result):
     task: str
     metric: str
     verdict: str          # "predictable", "not_predictable", or "inconclusive" (too few points)
@@ -148,6 +157,21 @@ class BacktestResult:
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("verdict", "cut", "cut_rule", "n_fit", "n_test", "form", "params",
                                                "mae", "max_error", "tolerance", "noise", "value_range", "reason")}
+
+    def rows(self) -> list[dict]:
+        return [{"task": self.task, "metric": self.metric, "verdict": self.verdict, "cut": self.cut,
+                 "n_fit": self.n_fit, "n_test": self.n_test, "form": self.form, "mae": self.mae,
+                 "max_error": self.max_error, "tolerance": self.tolerance}]
+
+    def _repr_items(self) -> dict:
+        return {"task": self.task, "metric": self.metric, "verdict": self.verdict, "mae": self.mae,
+                "tolerance": self.tolerance}
+
+    def plot(self, data=None, *, x_label: str = "loss"):
+        """The held-out points, their predictions and (with the slice `data`) the points fitted above the cut."""
+        from losslens.analysis import figures
+
+        return figures.draw_backtest(data, self, x_label)
 
 
 @one_blas_thread

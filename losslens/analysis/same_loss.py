@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from losslens.analysis import stats as st
+from losslens.analysis.result import Result
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,8 +190,8 @@ class CovariateTest:
                 f"coef {self.coef:+.3g}{'  *' if self.significant else ''}")
 
 
-@dataclasses.dataclass
-class SameLossResult:
+@dataclasses.dataclass(repr=False)
+class SameLossResult(Result):
     task: str
     metric: str
     n_points: int
@@ -217,6 +218,32 @@ class SameLossResult:
         d["tests"] = [t.to_dict() for t in self.tests]
         d["compute_excess_ci"] = list(self.compute_excess_ci) if self.compute_excess_ci else None
         return d
+
+    def rows(self) -> list[dict]:
+        """One row: correlations, `holds`, each covariate's improvement and p (`log_params_...`; those on
+        the compute axis start `compute_`), and whether compute collapses the runs."""
+        row = {"task": self.task, "metric": self.metric, "n_points": self.n_points, "n_runs": self.n_runs,
+               "holds": self.holds, "spearman": self.spearman, "pearson": self.pearson}
+        for t in self.tests:
+            prefix = t.name if t.axis == "loss" else f"{t.axis}_{t.name}"
+            lo, hi = t.ci or (None, None)
+            row.update({f"{prefix}_improvement": t.improvement, f"{prefix}_lo": lo, f"{prefix}_hi": hi,
+                        f"{prefix}_p": t.p_value, f"{prefix}_significant": t.significant})
+        lo, hi = self.compute_excess_ci or (None, None)
+        row.update({"compute_excess": self.compute_excess, "compute_excess_lo": lo, "compute_excess_hi": hi,
+                    "compute_collapses": self.compute_collapses})
+        return [row]
+
+    def _repr_items(self) -> dict:
+        return {"task": self.task, "metric": self.metric, "holds": self.holds,
+                "compute_collapses": self.compute_collapses, "n_runs": self.n_runs}
+
+    def plot(self, data):
+        """Performance against loss and against compute, side by side, for the slice `data` this was
+        computed from: at equal loss, do the runs of different sizes fall on one curve?"""
+        from losslens.analysis import figures
+
+        return figures.draw_same_loss(data, self)
 
     def summary(self) -> str:
         def f(v):

@@ -42,6 +42,7 @@ from scipy.optimize import OptimizeWarning, curve_fit, minimize
 from threadpoolctl import ThreadpoolController
 
 from losslens.analysis.lbfgs import minimize_batched
+from losslens.analysis.result import Result
 
 # The start grid of Hoffmann et al. as run by Besiroglu et al. ("Replicate exactly").
 CHINCHILLA_GRID = {
@@ -143,7 +144,16 @@ def _check_points(*arrays, names, min_points):
 
 
 @dataclasses.dataclass(frozen=True)
-class ChinchillaFit:
+class ScalingLawConfig:
+    """Settings of the Chinchilla fit `analyze` runs (`fit_chinchilla`'s keyword arguments but the seed)."""
+
+    bootstrap: int = 1000      # resamples of the points for the intervals (0: none)
+    huber_delta: float = 1e-3  # Huber loss threshold on log L (Hoffmann et al.)
+    ci_level: float = 0.95     # level of the percentile intervals
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class ChinchillaFit(Result):
     """L(N, D) = E + A / N^alpha + B / D^beta with bootstrap percentile intervals `ci`."""
 
     A: float
@@ -195,6 +205,24 @@ class ChinchillaFit:
             failed = f", {self.bootstrap_failed} failed" if self.bootstrap_failed else ""
             lines.append(f"  intervals: {self.bootstrap} bootstrap resamples of the points{failed}, seed {self.seed}")
         return "\n".join(lines)
+
+    def rows(self) -> list[dict]:
+        """One row per parameter (A, B, E, alpha, beta, n_opt_exponent): value and interval."""
+        values = dict(zip(PARAM_NAMES, (self.A, self.B, self.E, self.alpha, self.beta)))
+        values["n_opt_exponent"] = self.n_opt_exponent
+        return [{"parameter": k, "value": v, "lo": self.ci.get(k, (None, None))[0],
+                 "hi": self.ci.get(k, (None, None))[1]} for k, v in values.items()]
+
+    def _repr_items(self) -> dict:
+        return {"E": self.E, "A": self.A, "alpha": self.alpha, "B": self.B, "beta": self.beta,
+                "n_points": self.n_points}
+
+    def plot(self, points):
+        """Losses against compute with the law along five model sizes and its compute-optimal frontier;
+        `points` is a DataFrame with params, tokens and loss columns (the points fitted)."""
+        from losslens.analysis import figures
+
+        return figures.draw_scaling_law(points, self)
 
     def to_dict(self) -> dict:
         return {
@@ -258,7 +286,7 @@ def fit_chinchilla(params, tokens, loss, *, bootstrap: int = 1000, seed: int = 0
         samples = _untransform(refit.x[ok])
         tail = 100 * (1 - ci_level) / 2
         lo, hi = np.percentile(samples, [tail, 100 - tail], axis=0)
-        ci = {name: (float(l), float(h)) for name, l, h in zip(PARAM_NAMES, lo, hi)}
+        ci = {name: (float(low), float(high)) for name, low, high in zip(PARAM_NAMES, lo, hi)}
         a_opt = samples[:, 4] / (samples[:, 3] + samples[:, 4])
         ci["n_opt_exponent"] = tuple(float(v) for v in np.percentile(a_opt, [tail, 100 - tail]))
 

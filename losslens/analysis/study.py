@@ -27,10 +27,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from losslens.analysis.report import AnalysisReport, _jsonable, analyze
+from losslens.analysis.pipeline import AnalysisReport, analyze
 from losslens.analysis.table import TidyTable, read_db, validate
 from losslens.errors import InputError
-from losslens.io import write_json
+from losslens.io import jsonable, write_json
 
 # Which metrics count as discontinuous (all-or-nothing per item) and which as continuous, by task type.
 DISCONTINUOUS = {"multiple_choice": ("acc",), "generation": ("exact_match",)}
@@ -125,7 +125,7 @@ def _brief(t) -> dict:
     e, s, b = t.emergence, t.same_loss, t.backtest
     size = s.test("loss", "log_params")
     tokens = s.test("loss", "log_tokens")
-    return _jsonable({
+    return jsonable({
         "task": t.task, "metric": t.metric, "verdict": e.verdict,
         "eta": e.eta if e.verdict == "emergent" else None,
         "eta_ci": list(e.eta_ci) if e.verdict == "emergent" and e.eta_ci else None,
@@ -195,15 +195,16 @@ def claims(report: AnalysisReport, other: AnalysisReport | None) -> dict:
          "emergent": {f"{t.task}/{t.metric}": (t.backtest.to_dict() if t.backtest else None) for t in emergent_pairs},
          "smooth_predictable": smooth_predictable}
 
-    return _jsonable({"all_hold": all(x["holds"] for x in (a, b, c, d, e)),
+    return jsonable({"all_hold": all(x["holds"] for x in (a, b, c, d, e)),
                       "a_smooth": a, "b_emergent": b, "c_same_loss": c, "d_backtest": d, "e_other_genres": e,
                       "verdicts": [_brief(t) for t in report.tasks]})
 
 
-def run_study(db: str | Path, *, world_dir: str | Path | None = None, seed: int = 0, bootstrap: int = 1000,
-              permutations: int = 99, runs: list[str] | None = None) -> Study:
+def run_study(db: str | Path, *, world_dir: str | Path | None = None, runs: list[str] | None = None,
+              **analysis) -> Study:
     """Analyse a ladder's store on the validation-loss axis and (with the world) the other-genres axis;
-    `runs` restricts both to those runs (a ladder's own, when the store also holds others)."""
+    `runs` restricts both to those runs (a ladder's own, when the store also holds others). `analysis`:
+    keyword arguments of `analyze` (seed, bootstrap, permutations, the configs: `AnalysisConfig.analyze_kwargs()`)."""
     from losslens.store import Store
 
     db = Path(db)
@@ -215,7 +216,7 @@ def run_study(db: str | Path, *, world_dir: str | Path | None = None, seed: int 
         if not keep.all():
             table.notes.append(f"{int((~keep).sum())} rows of runs outside this ladder left out")
             table.df = validate(table.df[keep], db)
-    report = analyze(table, seed=seed, bootstrap=bootstrap, permutations=permutations)
+    report = analyze(table, **analysis)
     other_table = other_report = None
     if world_dir is not None:
         heldout = genre_losses(heldout)
@@ -225,8 +226,7 @@ def run_study(db: str | Path, *, world_dir: str | Path | None = None, seed: int 
             other_table = other_genre_table(table, heldout, task_genres(Path(world_dir)),
                                             genre_weights(Path(world_dir), heldout))
             if other_table is not None:
-                other_report = analyze(other_table, seed=seed, bootstrap=bootstrap, permutations=permutations,
-                                       scaling_law=False)
+                other_report = analyze(other_table, **{**analysis, "scaling_law": False})
     summary = claims(report, other_report)
     return Study(table, report, other_table, other_report, summary)
 

@@ -185,6 +185,31 @@ def validate(df: pd.DataFrame, source: str | Path | None = None, *, line_offset:
     return df
 
 
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def as_table(data, *, loss_corpus: str | None = None) -> TidyTable:
+    """A validated `TidyTable` from a `TidyTable`, a pandas DataFrame (validated here: a bad or missing
+    column is one `InputError` naming it), or the path of a tidy CSV or a SQLite results store (told
+    apart by the file's first bytes)."""
+    if isinstance(data, TidyTable):
+        return data
+    if isinstance(data, pd.DataFrame):
+        return TidyTable(validate(data, "DataFrame"), source="dataframe")
+    if isinstance(data, (str, Path)):
+        path = Path(data)
+        if not path.is_file():
+            raise InputError(path, "no such file")
+        with open(path, "rb") as f:
+            is_sqlite = f.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+        if is_sqlite:
+            return read_db(path, loss_corpus)
+        if loss_corpus is not None:
+            raise InputError(path, "only applies to a SQLite store, not a CSV", field="loss_corpus")
+        return read_csv(path)
+    raise TypeError(f"expected a TidyTable, a pandas DataFrame or a CSV / SQLite path, got {type(data).__name__}")
+
+
 def read_csv(path: str | Path) -> TidyTable:
     """Load and validate a tidy CSV (see docs/analysis.md, "File formats")."""
     path = Path(path)
@@ -221,7 +246,8 @@ def read_db(path: str | Path, loss_corpus: str | None = None) -> TidyTable:
         with Store(path, create=False) as store:
             df = store.tidy(loss_corpus)
         missing = df["loss"].isna()
-        notes = [f"{int(missing.sum())} rows without a held-out loss on {loss_corpus!r} left out"] if missing.any() else []
+        notes = ([f"{int(missing.sum())} rows without a held-out loss on {loss_corpus!r} left out"]
+                 if missing.any() else [])
         return TidyTable(validate(df[~missing], path), source="db", path=str(path),
                          x_label=f"held-out loss on {loss_corpus} (nats/token)", notes=notes)
     try:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from losslens.errors import InputError
 from losslens.io import make_temp_dir
@@ -24,7 +24,7 @@ EOS = "<|endoftext|>"
 class LoadedTokenizer:
     """A fast tokenizer and the facts the data pipeline needs about it."""
 
-    backend: "tokenizers.Tokenizer"  # noqa: F821 — the Rust tokenizer, for fast batch encoding
+    backend: tokenizers.Tokenizer  # noqa: F821 — the Rust tokenizer, for fast batch encoding
     path: Path
     eos_id: int
     vocab_size: int

@@ -14,6 +14,7 @@ from losslens.evaluate.heldout import HeldoutLoss, heldout_loss, read_corpus
 from losslens.evaluate.lm import LM, load_lm
 from losslens.evaluate.runner import TaskResult, evaluate_task
 from losslens.evaluate.tasks import resolve_tasks
+from losslens.fmt import plus_minus
 
 
 @dataclass
@@ -62,7 +63,7 @@ def evaluate_model(model: str | Path, *, tasks: list[str], world: Path | None = 
     world_dir = str(world) if world else lm.meta.get("world_dir")
     task_list = resolve_tasks(tasks, world_dir)
     corpora = _corpora(heldout, world_dir)
-    for name, path in corpora:
+    for _name, path in corpora:
         if not path.is_file():
             raise InputError(path, "held-out corpus not found", field="--heldout")
     steps.update(0, len(corpora) + len(task_list) + bool(harness))
@@ -150,7 +151,7 @@ def print_results(r: ModelResult) -> None:
         table.add_row("n items", *[str(t.metrics[0].n) for t in group])
         table.add_row("chance", *[f"{t.chance:.2f}" for t in group])
         for i, m in enumerate(group[0].metrics):
-            table.add_row(m.name, *[_fmt(t.metrics[i]) for t in group])
+            table.add_row(m.name, *[plus_minus(t.metrics[i].value, t.metrics[i].stderr, ".3f") for t in group])
         console.print(table)
     if r.harness_rows:
         table = Table("lm-eval task", "metric", "value", "stderr", box=None)
@@ -159,5 +160,3 @@ def print_results(r: ModelResult) -> None:
         console.print(table)
 
 
-def _fmt(m) -> str:
-    return f"{m.value:.3f}±{m.stderr:.3f}" if m.stderr == m.stderr else f"{m.value:.3f}"

@@ -17,7 +17,8 @@ def register(sub) -> None:
     p.add_argument("--db", type=Path, default=Path("results.db"), help="SQLite results store (default: %(default)s)")
     p.add_argument("--model", required=True, help="run name in the store, e.g. pythia-160m")
     p.add_argument("--params", type=int, help="parameter count N of the model")
-    p.add_argument("--tokens", type=int, default=0, help="pre-training tokens D of this checkpoint (default: 0, unknown)")
+    p.add_argument("--tokens", type=int, default=0,
+                   help="pre-training tokens D of this checkpoint (default: 0, unknown)")
     p.add_argument("--loss", type=float, help="pre-training loss of this checkpoint, nats/token")
     p.add_argument("--step", type=int, default=0, help="checkpoint step (default: %(default)s)")
     p.set_defaults(func=run)

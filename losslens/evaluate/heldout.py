@@ -10,9 +10,9 @@ with the model's EOS token, as in training. The token stream is cut into consecu
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 import torch

@@ -21,8 +21,8 @@ DTYPES = ("fp32", "bf16")
 
 @dataclass
 class LM:
-    model: "transformers.PreTrainedModel"  # noqa: F821
-    tokenizer: "transformers.PreTrainedTokenizerBase"  # noqa: F821
+    model: transformers.PreTrainedModel  # noqa: F821
+    tokenizer: transformers.PreTrainedTokenizerBase  # noqa: F821
     name: str
     dtype: str = "fp32"
     batch_size: int = 32
@@ -46,7 +46,7 @@ class LM:
         self.last_logits_only = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
 
     @classmethod
-    def from_hf(cls, model, tokenizer, **kwargs) -> "LM":
+    def from_hf(cls, model, tokenizer, **kwargs) -> LM:
         return cls(model=model, tokenizer=tokenizer, name=kwargs.pop("name", model.config.name_or_path or "model"),
                    **kwargs)
 

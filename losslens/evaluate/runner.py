@@ -5,8 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from losslens.evaluate.lm import LM
-from losslens.evaluate.metrics import (Metric, edit_distance, extract_answer, generation_metrics,
-                                       multiple_choice_metrics, normalize_answer)
+from losslens.evaluate.metrics import (
+    Metric,
+    edit_distance,
+    extract_answer,
+    generation_metrics,
+    multiple_choice_metrics,
+    normalize_answer,
+)
 from losslens.evaluate.scorer import generate_greedy, score_choices
 from losslens.evaluate.tasks import Task
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from losslens.errors import InputError
 from losslens.external.spec import Entry, Spec
+from losslens.fmt import num
 
 
 @dataclass
@@ -71,7 +72,8 @@ def load_entry(entry: Entry, spec: Spec, device: str):
                                                          **{dtype_key: torch.float32})
             tokenizer = AutoTokenizer.from_pretrained(entry.hub, revision=entry.revision)
         except Exception as err:  # transformers and huggingface_hub raise many kinds for a missing model
-            offline = " (HF_HUB_OFFLINE is set: the local cache only)" if huggingface_hub.constants.HF_HUB_OFFLINE else ""
+            offline = (" (HF_HUB_OFFLINE is set: the local cache only)"
+                       if huggingface_hub.constants.HF_HUB_OFFLINE else "")
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise InputError(spec.path, f"cannot load {entry.source}{offline}: {first}", field=entry.where) from None
         check_finite(model, f"{spec.path}: {entry.where}: {entry.source}")
@@ -199,18 +201,17 @@ def print_summary(spec: Spec, db: Path, work: list[Work], stored: dict, console,
         e, s = w.entry, stored.get((w.entry.run, w.entry.step))
         status = w.status
         if dry_run and not w.done:
-            missing = (["held-out loss"] if w.heldout else []) + [t if t.startswith("world:") else Path(t).stem
-                                                                  for t in w.tasks] + [f"lm-eval:{h}" for h in w.harness]
+            missing = ((["held-out loss"] if w.heldout else [])
+                       + [t if t.startswith("world:") else Path(t).stem for t in w.tasks]
+                       + [f"lm-eval:{h}" for h in w.harness])
             status = "to do: " + ", ".join(missing)
         elif dry_run:
             status = "stored"
-        table.add_row(e.run, f"{e.step:,}", f"{e.tokens:,}", _fmt(s and s.params, ",d"), _fmt(s and s.loss, ".4f"),
-                      _fmt(s and s.bits_per_byte, ".4f"), "-" if s is None else str(s.tasks), status)
+        table.add_row(e.run, f"{e.step:,}", f"{e.tokens:,}", num(s and s.params, ",d"), num(s and s.loss, ".4f"),
+                      num(s and s.bits_per_byte, ".4f"), "-" if s is None else str(s.tasks), status)
     console.print(table)
     if not dry_run:
         n_eval = sum(w.status == "evaluated" for w in work)
         console.print(f"evaluated {n_eval}, skipped {len(work) - n_eval} of {len(work)} checkpoints; store: {db}")
 
 
-def _fmt(x, spec: str) -> str:
-    return "-" if x is None else format(x, spec)

@@ -7,7 +7,7 @@ evaluation, execution and analysis settings. One TOML file, validated before any
     seeds = [0]
     [grid]  models = ["nano", "micro"], tokens = [1e6, 2e6]        cross product, and/or
     [[runs]] model = "tiny", tokens = [4e6], train = { lr = 2e-3 }  one model, its budgets, overrides
-    [eval] [executor] [analysis]
+    [eval] [executor] [analysis] [analysis.emergence] [analysis.same_loss] [analysis.scaling_law]
 
 A file is a ladder config when it has a `[grid]` table or `[[runs]]`; shipped ladder configs live in
 `losslens/configs/ladders/` (run configs for `losslens train` live one level up). Every problem is an
@@ -22,6 +22,7 @@ from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 
+from losslens.analysis.settings import AnalysisConfig  # [analysis], [analysis.emergence], ...
 from losslens.config import Config, check_knobs, from_dict, knob, load_toml
 from losslens.data.prepare import DataConfig
 from losslens.errors import InputError
@@ -80,15 +81,6 @@ class ExecutorConfig(Config):
     workers: int | None = knob(None, lo=1)  # jobs in flight; default: CPU cores (ray: cluster CPUs) / threads
     threads: int = knob(1, lo=1)      # torch threads per job
     address: str | None = None        # ray cluster address; None starts a local one
-
-
-@dataclass
-class AnalysisConfig(Config):
-    """`[analysis]`: arguments of `losslens.analysis.study.run_study`."""
-
-    seed: int = knob(0, lo=0)
-    bootstrap: int = knob(1000, lo=0)
-    permutations: int = knob(99, lo=0)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,9 @@ import dataclasses
 import time
 from pathlib import Path
 
+from losslens.fmt import num
+
+
 def register(sub) -> None:
     p = sub.add_parser("demo", help="the embedded study: train a ladder, evaluate, analyse, report",
                        description="Train the embedded ladder of LLaMA-style models on the synthetic world, "
@@ -77,14 +80,15 @@ def evidence(key: str, claim: dict) -> str:
         if not b or b.get("eta") is None:
             return "-"
         ci = b.get("eta_ci") or [None, None]
-        return f"{b['metric']} eta {b['eta']:.3g} [{_f(ci[0])}, {_f(ci[1])}]"
+        return f"{b['metric']} eta {b['eta']:.3g} [{num(ci[0])}, {num(ci[1])}]"
 
     if key == "a_smooth":
         return ", ".join(claim.get("smooth", [])[:4]) or "no smooth task"
     if key == "b_emergent":
         if not claim.get("task"):
             return "no task emergent under both kinds of metric"
-        return f"{claim['task']}: " + "; ".join(eta(b) for b in [claim.get("discontinuous"), *claim.get("continuous", [])[:1]])
+        shown = [claim.get("discontinuous"), *claim.get("continuous", [])[:1]]
+        return f"{claim['task']}: " + "; ".join(eta(b) for b in shown)
     if key == "c_same_loss":
         tasks = claim.get("tasks", [])
         held = sum(bool(t.get("same_loss_holds")) for t in tasks)
@@ -99,5 +103,3 @@ def evidence(key: str, claim: dict) -> str:
     return ""
 
 
-def _f(x) -> str:
-    return "-" if x is None else f"{x:.3g}"

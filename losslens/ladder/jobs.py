@@ -33,7 +33,7 @@ def thread_env(threads: int) -> dict[str, str]:
 @dataclass(frozen=True)
 class TrainJob:
     run: str
-    config: "RunConfig"
+    config: RunConfig
     run_dir: str
     progress_path: str       # where the worker reports steps (losslens.ladder.progress.ProgressWriter)
     cost: float              # estimated FLOPs still to do: the scheduler runs big jobs first

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from losslens.fmt import num
 from losslens.io import write_json
 
 
@@ -135,7 +136,7 @@ class LadderView:
         style = {"trained": "green", "training": "bold cyan", "queued": "dim", "failed": "red"}
         for r in s:
             table.add_row(r.name, f"[{style[r.status]}]{r.status}[/]", f"{r.tokens:,}/{r.total_tokens:,}",
-                          "-" if r.tokens_per_s is None else f"{r.tokens_per_s:,.0f}",
+                          num(r.tokens_per_s, ",.0f"),
                           f"{r.evals_done}/{r.evals_total}")
         parts = [head, table]
         if self.running_evals:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from losslens.config import to_dict
 from losslens.errors import InputError, UserError
+from losslens.fmt import num
 from losslens.io import write_json
 from losslens.ladder.config import LadderConfig
 from losslens.ladder.jobs import EvalJob, JobResult, TrainJob
@@ -115,7 +116,7 @@ def _sigterm_as_exit():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _run_jobs(cfg: LadderConfig, plan: Plan, exec_cfg, out: Path, *, quiet: bool, console) -> "Scheduler":
+def _run_jobs(cfg: LadderConfig, plan: Plan, exec_cfg, out: Path, *, quiet: bool, console) -> Scheduler:
     """Every job of the plan on the configured executor (none is started when nothing is left)."""
     from losslens.ladder.executors import make_executor
 
@@ -241,8 +242,7 @@ class Scheduler:
             self._store(r)
             state.evals_done += 1
             self.evaluated += 1
-            loss = "-" if r.loss is None else f"{r.loss:.4f}"
-            self.view.line(f"evaluated {job.run} step {r.step}: loss {loss}, {len(r.tasks)} task(s)")
+            self.view.line(f"evaluated {job.run} step {r.step}: loss {num(r.loss, '.4f')}, {len(r.tasks)} task(s)")
         rate = job.cost / max(seconds, 1e-9)
         self.eval_rate = rate if self.eval_rate is None else 0.7 * self.eval_rate + 0.3 * rate
 
@@ -292,8 +292,7 @@ def _analyse(cfg: LadderConfig, out: Path, world_dir: Path | None, runs: list[st
     from losslens.analysis.study import run_study
 
     a = cfg.analysis  # only this ladder's runs: a run dropped from the config may still be in the store
-    study = run_study(out / "results.db", world_dir=world_dir, seed=a.seed, bootstrap=a.bootstrap,
-                      permutations=a.permutations, runs=runs)
+    study = run_study(out / "results.db", world_dir=world_dir, runs=runs, **a.analyze_kwargs())
     study.write_summary(out / "summary.json")
     return study
 

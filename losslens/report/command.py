@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from losslens.analysis.command import add_resampling_args, check_resampling_args
+from losslens.analysis.command import add_resampling_args, analysis_settings
 from losslens.errors import InputError
 
 
@@ -27,14 +27,13 @@ def run(args: argparse.Namespace) -> int:
     from losslens.analysis.study import run_study
     from losslens.report.html import CLAIMS, write_report
 
-    check_resampling_args(args)
+    settings = analysis_settings(args)
     if args.world is not None and not (Path(args.world) / "world.json").is_file():
         raise InputError(args.world, "not a world directory (no world.json)", field="--world")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(out, "exists and is not a directory", field="--out")
-    study = run_study(args.db, world_dir=args.world, seed=args.seed, bootstrap=args.bootstrap,
-                      permutations=args.permutations)
+    study = run_study(args.db, world_dir=args.world, **settings)
     study.write_summary(out / "summary.json")
     index = write_report(out, study, title=args.title)
     for key, label, _ in CLAIMS:

@@ -12,9 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
-from losslens.analysis.figures import (_save, _size_colours, _size_key, _slug, compute_figure,
-                                       plt, scaling_figure, task_figure)
-from losslens.analysis.report import scaling_points
+from losslens.analysis.figures import (
+    compute_figure,
+    plt,
+    save,
+    scaling_figure,
+    size_colours,
+    size_key,
+    slug,
+    task_figure,
+)
+from losslens.analysis.pipeline import scaling_points
 
 # The axes a (task, metric) is drawn against, in the order the page shows them.
 AXES = ("loss", "other", "compute")
@@ -33,7 +41,7 @@ def scaling_tokens_figure(points, law, path: Path) -> Path:
     token range (at most 8 curves: with more sizes, 5 sizes spread over the range)."""
     N, D, L = (points[c].to_numpy(float) for c in ("params", "tokens", "loss"))
     fig, ax = plt.subplots(figsize=(5.6, 4.0))
-    norm, cmap = _size_colours(N)
+    norm, cmap = size_colours(N)
     ax.scatter(D, L, c=cmap(norm(N)), s=12, edgecolors="none", zorder=3)
     sizes = np.unique(N)
     curves = sizes if len(sizes) <= 8 else np.geomspace(N.min(), N.max(), 5)
@@ -47,8 +55,8 @@ def scaling_tokens_figure(points, law, path: Path) -> Path:
     ax.set_xlabel("tokens seen D")
     ax.set_ylabel("loss")
     ax.set_title(f"fitted L(N, D) per model size ({len(L)} points)", fontsize=9)
-    _size_key(fig, ax, N, norm, cmap)
-    return _save(fig, path)
+    size_key(fig, ax, N, norm, cmap)
+    return save(fig, path)
 
 
 def _unique_name(stem: str, taken: set[str]) -> str:
@@ -71,7 +79,7 @@ def write_study_figures(study, fig_dir: Path) -> list[Figure]:
     other_tasks = {(t.task, t.metric): t for t in study.other_report.tasks} if study.other_report else {}
     for t in study.report.tasks:
         sub = groups[(t.task, t.metric)]
-        stem = _slug(f"{t.task}-{t.metric}")
+        stem = slug(f"{t.task}-{t.metric}")
         name = _unique_name(stem, taken)
         task_figure(sub, t, study.table.x_label, fig_dir / name)
         figures.append(Figure(name, "loss", t.task, t.metric))

@@ -13,11 +13,11 @@ Every piece of text goes through `html.escape` (`_cell`); markup is built only b
 from __future__ import annotations
 
 import json
-import math
 from html import escape
 from pathlib import Path
 
 from losslens import __version__
+from losslens.fmt import interval, num
 from losslens.io import write_text
 from losslens.report.figures import Figure, write_study_figures
 
@@ -80,18 +80,6 @@ def _tag(name: str, content, **attrs) -> Html:
     return Html(f"<{name}{a}>{_cell(content)}</{name}>")
 
 
-def _num(x, spec: str = ".3g") -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "-"
-    return format(x, spec)
-
-
-def _ci(ci, spec: str = ".3g") -> str:
-    if not ci or any(v is None for v in ci):
-        return ""
-    return f"[{format(ci[0], spec)}, {format(ci[1], spec)}]"
-
-
 def _badge(text) -> Html:
     text = str(text)
     kind = text if text in BADGES else "missing"
@@ -124,9 +112,9 @@ def _brief(b) -> Html:
         return _generic(b)
     parts = [f"{b.get('task', '?')}/{b.get('metric', '?')}: ", _badge(b.get("verdict", "missing"))]
     if b.get("eta") is not None:
-        parts.append(f" eta {_num(b['eta'], '.4g')} {_ci(b.get('eta_ci'), '.4g')}")
+        parts.append(f" eta {num(b['eta'], '.4g')} {interval(b.get('eta_ci'), '.4g')}")
     if b.get("delta_bic") is not None:
-        parts.append(f", delta BIC {_num(b['delta_bic'], '.1f')}")
+        parts.append(f", delta BIC {num(b['delta_bic'], '.1f')}")
     return _join(parts)
 
 
@@ -135,7 +123,7 @@ def _covariate(c) -> str:
     if not isinstance(c, dict):
         return "-"
     star = " *" if c.get("significant") else ""
-    return f"{_num(c.get('improvement'), '+.3f')} (p {_num(c.get('p'), '.3g')}){star}"
+    return f"{num(c.get('improvement'), '+.3f')} (p {num(c.get('p'), '.3g')}){star}"
 
 
 def _yes_no(v) -> str:
@@ -146,7 +134,7 @@ def _backtest_line(name, bt) -> Html:
     if not isinstance(bt, dict):
         return _join([f"{name}: no backtest"])
     return _join([f"{name}: ", _badge(bt.get("verdict", "missing")),
-                  f" MAE {_num(bt.get('mae'))} vs tolerance {_num(bt.get('tolerance'))}"])
+                  f" MAE {num(bt.get('mae'))} vs tolerance {num(bt.get('tolerance'))}"])
 
 
 def _generic(obj) -> Html:
@@ -157,7 +145,7 @@ def _generic(obj) -> Html:
     if isinstance(obj, list):
         return _list(_generic(v) for v in obj) if obj else Html("none")
     if isinstance(obj, float):
-        return Html(escape(_num(obj, ".4g")))
+        return Html(escape(num(obj, ".4g")))
     return Html(escape("-" if obj is None else str(obj)))
 
 
@@ -225,7 +213,7 @@ def claims_section(summary: dict) -> Html:
 def _eta(e) -> str:
     if e is None or e.verdict != "emergent" or e.eta is None:
         return "-"
-    return f"{e.eta:.4g} {_ci(e.eta_ci, '.4g')}".strip()
+    return f"{e.eta:.4g} {interval(e.eta_ci, '.4g')}".strip()
 
 
 def _pairs(study):
@@ -243,8 +231,8 @@ def verdicts_section(study) -> Html:
     rows = []
     for t, o in _pairs(study):
         e = t.emergence
-        rival = f"{e.rival} ({_num(e.rival_delta_bic, '.1f')})" if e.rival else "none"
-        row = [t.task, t.metric, _badge(e.verdict), _eta(e), _num(e.delta_bic, ".1f"), e.best_smooth or "-", rival]
+        rival = f"{e.rival} ({num(e.rival_delta_bic, '.1f')})" if e.rival else "none"
+        row = [t.task, t.metric, _badge(e.verdict), _eta(e), num(e.delta_bic, ".1f"), e.best_smooth or "-", rival]
         if has_other:
             row += [_badge(o.verdict) if o else "-", _eta(o.emergence) if o else "-"]
         row.append(_list([*e.reasons, *e.notes]))
@@ -269,10 +257,10 @@ def correlations_section(study) -> Html:
     rows = []
     for t, o in _pairs(study):
         s = t.same_loss
-        row = [t.task, t.metric, _num(s.spearman), _num(s.pearson)]
+        row = [t.task, t.metric, num(s.spearman), num(s.pearson)]
         if has_other:
-            row += [_num(o.same_loss.spearman) if o else "-", _num(o.same_loss.pearson) if o else "-"]
-        rows.append(row + [_num(s.spearman_compute), _num(s.pearson_compute)])
+            row += [num(o.same_loss.spearman) if o else "-", num(o.same_loss.pearson) if o else "-"]
+        rows.append(row + [num(s.spearman_compute), num(s.pearson_compute)])
     return _join([_tag("h2", "Correlations with loss (the paper's Table 2)", id="correlations"),
                   _tag("p", "Correlation of each task's metric with the loss and with log compute over all "
                        "checkpoints. With loss it is negative when the metric improves as loss falls (positive "
@@ -284,8 +272,8 @@ def _test(s, axis, name) -> Html:
     t = s.test(axis, name)
     if t is None:
         return Html("-")
-    p = "-" if t.p_value is None else f"{t.p_value:.3g}"
-    text = escape(f"{t.improvement:+.3f}") + f"<br><small>{escape(_ci(t.ci, '+.3f'))} p {escape(p)}</small>"
+    p = num(t.p_value, ".3g")
+    text = escape(f"{t.improvement:+.3f}") + f"<br><small>{escape(interval(t.ci, '+.3f'))} p {escape(p)}</small>"
     return Html(f'<span class="sig">{text} *</span>' if t.significant else text)
 
 
@@ -294,9 +282,9 @@ def same_loss_section(study) -> Html:
     for t, _ in _pairs(study):
         s = t.same_loss
         rows.append([t.task, t.metric, s.n_runs, _test(s, "loss", "log_params"), _test(s, "loss", "log_tokens"),
-                     _test(s, "compute", "log_params"), _num(s.r2_loss), _num(s.r2_compute),
-                     Html(f"{escape(_num(s.compute_excess, '+.3f'))}<br><small>"
-                          f"{escape(_ci(s.compute_excess_ci, '+.3f'))}</small>"),
+                     _test(s, "compute", "log_params"), num(s.r2_loss), num(s.r2_compute),
+                     Html(f"{escape(num(s.compute_excess, '+.3f'))}<br><small>"
+                          f"{escape(interval(s.compute_excess_ci, '+.3f'))}</small>"),
                      _yes_no(s.compute_collapses), _holds(s.holds), s.reason or ""])
     return _join([_tag("h2", "The same-loss test", id="same-loss"),
                   _tag("p", "Improvement of the cross-validated error (runs held out whole) from adding log N "
@@ -320,8 +308,8 @@ def backtests_section(study) -> Html:
             rows.append([t.task, t.metric, "-", "-", "-", "-", "-", _badge("untested")]
                         + (["-"] if has_other else []) + ["no backtest"])
             continue
-        row = [t.task, t.metric, _num(b.cut, ".4g"), f"{b.n_fit} / {b.n_test}", b.form or "-", _num(b.mae),
-               _num(b.tolerance), _badge(b.verdict)]
+        row = [t.task, t.metric, num(b.cut, ".4g"), f"{b.n_fit} / {b.n_test}", b.form or "-", num(b.mae),
+               num(b.tolerance), _badge(b.verdict)]
         if has_other:
             row.append(_badge(o.backtest.verdict) if o is not None and o.backtest is not None else "-")
         rows.append(row + [b.reason])
@@ -353,7 +341,7 @@ def scaling_section(study, figures: list[Figure]) -> Html:
                       f"(Huber loss on log L, L-BFGS from {q.get('starts', '?')} starts); intervals from "
                       f"{q.get('bootstrap', 0)} bootstrap resamples."))
     level = q.get("ci_level", 0.95)
-    rows = [[name, _num(q[name], ".4g"), _ci((q.get("ci") or {}).get(name), ".4g") or "-"]
+    rows = [[name, num(q[name], ".4g"), interval((q.get("ci") or {}).get(name), ".4g") or "-"]
             for name in ("E", "A", "alpha", "B", "beta", "n_opt_exponent") if name in q]
     parts.append(_table(["parameter", "estimate", f"{100 * level:g}% CI"], rows, {1, 2}))
     scaling = [f for f in figures if f.axis.startswith("scaling")]

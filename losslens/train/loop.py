@@ -14,9 +14,9 @@ import contextlib
 import fcntl
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -273,7 +273,7 @@ def _save_checkpoint(run_dir, model, optimizer, model_cfg, record, step, tc, val
                                       train_loss=train_loss, lr=lr, path=str(path.relative_to(run_dir)),
                                       sha256=sha)
         record.save(run_dir)
-        for old_tokens, old in ckpt.list_checkpoints(run_dir, "state")[:-tc.keep_states]:
+        for _tokens, old in ckpt.list_checkpoints(run_dir, "state")[:-tc.keep_states]:
             old.unlink(missing_ok=True)
     d.barrier()
     return entry

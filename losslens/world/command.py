@@ -11,7 +11,8 @@ def register(sub) -> None:
                        description="Generate the synthetic world from one seed: train.txt, val.txt, "
                                    "eval/<task>.jsonl and world.json in --out. Knobs: docs/world.md.")
     p.add_argument("--seed", type=int, help="random seed (default: the config's, else 0)")
-    p.add_argument("--out", type=Path, required=True, help="output directory (created; if it already holds this world, it is reused)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output directory (created; if it already holds this world, it is reused)")
     p.add_argument("--size-mb", type=float, help="size of train.txt in MB (default: the config's, else 4)")
     p.add_argument("--config", type=Path, help="TOML file with a [world] table of knobs")
     p.add_argument("--workers", type=int, help="worker processes (default: all cores from 8 MB on); "

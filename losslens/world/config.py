@@ -6,9 +6,8 @@ come from Python (`WorldConfig(seed=0, size_mb=4.0)`) or from a TOML `[world]` t
 `InputError(source, msg, field="world.genres.exam.options")` before any work.
 
 Each knob is declared with `losslens.config.knob(default, lo, hi)`: one place for its default and its
-range, which `validate()` checks generically (the one validator of every losslens config).
-Cross-field rules (a distractor count below the option count, ...) are written out by hand in the
-classes' `_rules`.
+range, which `validate()` checks generically (the one validator of every losslens config). Cross-field
+rules (a distractor count below the option count, ...) are written out by hand in the classes' `_rules`.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from typing import Any
 
 from losslens.config import Config, knob, to_dict
 from losslens.config import from_dict as _from_dict
-
 
 # --- one dataclass per genre --------------------------------------------------------------------------
 # `share` is a relative weight: shares are normalised over all genres to fractions of the corpus bytes.

@@ -56,7 +56,8 @@ COUNTABLES = "apples marbles coins stamps shells pencils cookies books stickers 
 # --- coreference: objects with one fixed property; each row is (adjective, objects) of a contrast pair --
 PROPERTY_PAIRS = [
     (("heavy", "anvil piano boulder safe anchor wardrobe"), ("light", "feather leaf balloon napkin straw ribbon")),
-    (("hot", "stove kettle oven radiator toaster campfire"), ("cold", "icicle snowball freezer glacier popsicle igloo")),
+    (("hot", "stove kettle oven radiator toaster campfire"),
+     ("cold", "icicle snowball freezer glacier popsicle igloo")),
     (("sharp", "knife needle razor thorn axe nail"), ("soft", "pillow cushion sponge blanket scarf mitten")),
     (("sweet", "cake candy honey syrup fudge cookie"), ("sour", "lemon lime vinegar pickle grapefruit rhubarb")),
     (("loud", "drum siren trumpet whistle horn bell"), ("quiet", "slipper candle snowflake moth carpet cotton")),

@@ -87,7 +87,7 @@ def load(path: str | Path, *, loss_split: str = "c4_val", train: str = "rpj") ->
         "M": _numeric(flat, "token_multiplier_M", file, positive=True),
         "loss": _numeric(flat, loss_col, file, positive=True),
     })
-    for task, col in AGGREGATES.items():
+    for col in AGGREGATES.values():
         models[col] = _numeric(flat, col, file)
 
     tasks = [c[len("acc_"):] for c in flat.columns if c.startswith("acc_")]
