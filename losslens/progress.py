@@ -35,13 +35,15 @@ class Steps:
         return self.bar.__exit__(*exc)
 
     def start(self, what: str) -> None:
-        self.bar.update(self.task, description=what)
+        # drawn at once: steps can be shorter than the bar's refresh interval, and each one should show
+        self.bar.update(self.task, description=what, refresh=True)
 
     def done(self, n: int = 1) -> None:
         self.bar.advance(self.task, n)
 
     def update(self, completed: int, total: int | None = None, what: str | None = None) -> None:
         """Set the position directly: a callback `progress(done, total, what)` for a library loop."""
-        self.bar.update(self.task, completed=completed, total=total, **({"description": what} if what else {}))
+        self.bar.update(self.task, completed=completed, total=total, refresh=True,
+                        **({"description": what} if what else {}))
 
     __call__ = update
