@@ -60,6 +60,50 @@ def test_backtest_report_and_inconclusive():
     assert few.verdict == "inconclusive" and few.mae is None and "need" in few.summary()
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_backtest_at_eta_tests_claim_3(seed):
+    """With the emergence threshold as the cut (as analyze() passes it), a planted threshold is not
+    predictable from the models above it, and smooth linear and logistic trends still are."""
+    pts = ladder_points(seed=seed)
+    lo, hi = pts["loss"].min(), pts["loss"].max()
+    eta = lo + 0.3 * (hi - lo)  # the sigmoid's midpoint (0.5) is then below the cut: a real extrapolation
+    emergent = backtest(planted_table({"t": "emergent"}, seed=seed, points=pts, eta=eta), eta=eta)
+    assert emergent.verdict == "not_predictable" and emergent.cut == eta, emergent.summary()
+    assert emergent.cut_rule.startswith("eta") and emergent.mae > 3 * emergent.tolerance
+    for shape in ("linear", "sigmoid"):
+        smooth = backtest(planted_table({"t": shape}, seed=seed, points=pts), eta=eta)
+        assert smooth.verdict == "predictable" and smooth.mae < 0.04, smooth.summary()
+    # eta=None (a task that is not emergent) falls back to the default cut
+    assert backtest(planted_table({"t": "linear"}, seed=seed, points=pts), eta=None).cut_rule.startswith("0.333")
+
+
+def test_tolerance_comes_from_the_fit_set_only():
+    """Held-out points are what is predicted: making them noisier (fewer items, scattered values)
+    changes the error, never the yardstick. Before this rule, their binomial SD widened the tolerance."""
+    table = planted_table({"t": "sigmoid"}, seed=2, n_items=200)
+    first = backtest(table)
+    held = table["loss"] <= first.cut
+    rng = np.random.default_rng(0)
+    noisy = table.assign(n=np.where(held, 4, table["n"]),
+                         value=np.where(held, rng.integers(0, 5, len(table)) / 4, table["value"]))
+    second = backtest(noisy)
+    assert second.n_test == first.n_test and second.mae > 2 * first.mae
+    assert second.tolerance == first.tolerance and second.noise == first.noise
+    assert second.value_range == first.value_range == pytest.approx(np.ptp(table.loc[~held, "value"]))
+
+
+def test_analyze_passes_eta_to_the_backtest_of_emergent_tasks():
+    from losslens.analysis.report import analyze
+    from losslens.analysis.table import TidyTable, validate
+
+    df = validate(planted_table({"e": "emergent", "s": "linear"}, seed=0))
+    report = analyze(TidyTable(df), bootstrap=50, permutations=0, scaling_law=False)
+    e, s = report.task("e"), report.task("s")
+    assert e.verdict == "emergent", e.summary()
+    assert e.backtest.cut == e.emergence.eta and e.backtest.verdict == "not_predictable"
+    assert s.verdict == "smooth" and s.backtest.cut_rule.startswith("0.333") and s.backtest.verdict == "predictable"
+
+
 def test_binomial_noise_widens_the_tolerance():
     # 40 items per point: sqrt(p(1-p)/n) ~ 0.08 sets the tolerance, not the fit's residuals
     table = planted_table({"t": "sigmoid"}, seed=1, n_items=40)

@@ -2,16 +2,21 @@
 prediction, and the reproduction of Gadre et al.'s chained loss -> error predictions.
 
 Backtest (`backtest`): can the performance of the lowest-loss models be predicted from the others?
-Fit on the points with loss above a cut, predict the points at or below it. Candidate curves of value
+Fit on the points with loss above a cut, predict the points at or below it. For an emergent task the
+cut is its eta (`eta=`, passed by `analysis.report.analyze_task`), so the fit sees only the models
+with higher loss than the threshold: this is the paper's claim 3, "not predictable from the
+performance trend of higher-loss models", tested per emergent task. Otherwise the default cut is the
+1/3 quantile of the distinct losses (the lowest-loss third is held out). Candidate curves of value
 against loss, fitted by least squares on the fit set: constant, linear, and a sigmoid
 c + a / (1 + exp(k (L - L0))) (k >= 0; the sign of a sets the direction); the one with the lowest
 AICc is used. Verdict "predictable" when the mean absolute error on the held-out points is at most
-the tolerance max(2 sigma, 0.1 R): sigma is the noise (the larger of the chosen fit's residual SD and,
-for count metrics (`table.is_binomial`) with a known item count n, the binomial SD
-sqrt(p (1 - p) / n) of the held-out values), R the observed range of the values. Predictions of
-proportions (`table.is_proportion`) are clipped to [0, 1]. A task flat at chance above the cut that
-rises below it is therefore "not_predictable": its high-loss models say nothing about the rise.
-Default cut: the 1/3 quantile of the distinct losses, so the lowest-loss third is held out.
+the tolerance max(2 sigma, 0.1 R), where both sigma and R come from the fit set alone (the held-out
+points are what is being predicted, so they must not widen the yardstick): sigma is the noise, the
+larger of the chosen fit's residual SD and, for count metrics (`table.is_binomial`) with a known item
+count n, the binomial SD sqrt(p (1 - p) / n) of the fitted values (root mean square); R is the range
+of the fit set's values. Predictions of proportions (`table.is_proportion`) are clipped to [0, 1]. A
+task flat at chance above the cut that rises below it is therefore "not_predictable": its high-loss
+models say nothing about the rise.
 
 Two-step prediction (`fit_two_step`, Bhagia et al. 2024): step 1 fits the task loss (bits per byte
 of the correct answer) from (N, D) with the Chinchilla form, as the paper's code does
@@ -131,7 +136,7 @@ class BacktestResult:
     max_error: float | None
     tolerance: float | None
     noise: float | None
-    value_range: float
+    value_range: float    # of the fit set's values
     reason: str
     test_loss: np.ndarray = dataclasses.field(default=None, repr=False, compare=False)
     test_value: np.ndarray = dataclasses.field(default=None, repr=False, compare=False)
@@ -151,11 +156,13 @@ class BacktestResult:
 
 
 @one_blas_thread
-def backtest(sub: pd.DataFrame, *, cut: float | None = None, seed: int = 0) -> BacktestResult:
+def backtest(sub: pd.DataFrame, *, cut: float | None = None, eta: float | None = None,
+             seed: int = 0) -> BacktestResult:
     """Backtest one (task, metric) slice of a tidy table; see the module docstring for the criterion.
 
-    `cut` defaults to the 1/3 quantile of the distinct losses. The fits are deterministic; `seed` is
-    accepted so every per-task analysis takes the same arguments."""
+    `eta` (an emergent task's threshold) sets the cut: fit above eta, predict at and below it. Else
+    `cut`, else the 1/3 quantile of the distinct losses. The fits are deterministic; `seed` is accepted
+    so every per-task analysis takes the same arguments."""
     task = str(sub["task"].iloc[0]) if "task" in sub and len(sub) else ""
     metric = str(sub["metric"].iloc[0]) if "metric" in sub and len(sub) else ""
     x = sub["loss"].to_numpy(float)
@@ -163,8 +170,9 @@ def backtest(sub: pd.DataFrame, *, cut: float | None = None, seed: int = 0) -> B
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
     n_items = sub["n"].to_numpy(float)[ok] if "n" in sub else np.full(len(x), np.nan)
-    value_range = float(np.ptp(y)) if len(y) else 0.0
-    if cut is None:
+    if eta is not None and np.isfinite(eta):
+        cut, rule = float(eta), "eta (the emergence threshold)"
+    elif cut is None:
         distinct = np.unique(x)
         cut = float(np.quantile(distinct, CUT_QUANTILE)) if len(distinct) else np.nan
         rule = f"{CUT_QUANTILE:.3g} quantile of the distinct losses"
@@ -172,6 +180,7 @@ def backtest(sub: pd.DataFrame, *, cut: float | None = None, seed: int = 0) -> B
         rule = "given"
     fit, test = x > cut, x <= cut
     n_fit, n_test = int(fit.sum()), int(test.sum())
+    value_range = float(np.ptp(y[fit])) if n_fit else 0.0   # the fit set's range: held-out points set no yardstick
     base = dict(task=task, metric=metric, cut=float(cut), cut_rule=rule, n_fit=n_fit, n_test=n_test,
                 value_range=value_range)
     if n_fit < 3 or n_test < 1 or np.unique(x[fit]).size < 3:
@@ -186,15 +195,17 @@ def backtest(sub: pd.DataFrame, *, cut: float | None = None, seed: int = 0) -> B
         pred = np.clip(pred, 0.0, 1.0)
     err = np.abs(pred - y[test])
     noise = float(np.sqrt(ssr / max(n_fit - k, 1)))
-    n_test_items = n_items[test]
-    if is_binomial(metric) and np.all(np.isfinite(n_test_items) & (n_test_items > 0)):
-        p = np.clip(y[test], 0.0, 1.0)
-        noise = max(noise, float(np.sqrt(np.mean(p * (1 - p) / n_test_items))))
+    n_fit_items = n_items[fit]
+    if is_binomial(metric) and np.all(np.isfinite(n_fit_items) & (n_fit_items > 0)):
+        # Root mean square of each point's own binomial SD, not divided by sqrt(points): checkpoints
+        # scored on the same items share their item sample, so averaging does not shrink this noise.
+        p = np.clip(y[fit], 0.0, 1.0)
+        noise = max(noise, float(np.sqrt(np.mean(p * (1 - p) / n_fit_items))))
     tolerance = max(NOISE_MULTIPLE * noise, RANGE_FRACTION * value_range)
     mae = float(err.mean())
     verdict = "predictable" if mae <= tolerance else "not_predictable"
     reason = (f"held-out MAE {mae:.3g} {'<=' if mae <= tolerance else '>'} tolerance {tolerance:.3g} "
-              f"= max({NOISE_MULTIPLE:g} x noise, {RANGE_FRACTION:g} x range)")
+              f"= max({NOISE_MULTIPLE:g} x noise, {RANGE_FRACTION:g} x range), both from the fit set")
     return BacktestResult(verdict=verdict, form=form, params=params, mae=mae, max_error=float(err.max()),
                           tolerance=float(tolerance), noise=noise, reason=reason, test_loss=x[test],
                           test_value=y[test], test_pred=pred, **base)

@@ -147,9 +147,12 @@ def analyze_task(job) -> TaskReport:
     """All per-task analyses of one (task, metric) slice (a pure function of its job tuple)."""
     sub, em_cfg, sl_cfg, with_backtest, seed = job
     backtest = _optional("losslens.analysis.predict", "backtest") if with_backtest else None
+    emergence = analyze_emergence(sub, em_cfg, seed=seed)
+    # Claim 3 per emergent task: fit only the models above eta, predict those below it.
+    eta = emergence.eta if emergence.verdict == "emergent" else None
     return TaskReport(str(sub["task"].iloc[0]), str(sub["metric"].iloc[0]),
-                      analyze_emergence(sub, em_cfg, seed=seed), analyze_same_loss(sub, sl_cfg, seed=seed),
-                      backtest(sub, seed=seed) if backtest is not None else None)
+                      emergence, analyze_same_loss(sub, sl_cfg, seed=seed),
+                      backtest(sub, eta=eta, seed=seed) if backtest is not None else None)
 
 
 def analyze(table: TidyTable, *, seed: int = 0, bootstrap: int = 1000, permutations: int = 99,
