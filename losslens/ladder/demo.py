@@ -12,6 +12,9 @@ import dataclasses
 import time
 from pathlib import Path
 
+STATUS_STYLE = {"holds": "green", "fails": "red", "not testable here": "yellow"}
+
+
 def register(sub) -> None:
     p = sub.add_parser("demo", help="the embedded study: train a ladder, evaluate, analyse, report",
                        description="Train the embedded ladder of LLaMA-style models on the synthetic world, "
@@ -40,11 +43,12 @@ def demo_config(*, quick: bool = False, seed: int = 0):
 
 def run(args) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from losslens.errors import InputError
     from losslens.ladder.run import run_ladder
-    from losslens.report.html import CLAIMS
+    from losslens.report.claims import claim_rows, headline
 
     if args.seed < 0:
         raise InputError(None, f"must be >= 0, got {args.seed}", field="--seed")
@@ -57,47 +61,14 @@ def run(args) -> int:
     console = Console(highlight=False)
     t0 = time.perf_counter()
     result = run_ladder(cfg, out, executor=args.executor, quiet=args.quiet, console=console)
-    summary = result.study.summary
-    table = Table("claim", "holds", "evidence", title=f"the paper's claims on this ladder (seed {args.seed})")
-    for key, label, _ in CLAIMS:
-        claim = summary.get(key, {})
-        table.add_row(label, "[green]yes[/]" if claim.get("holds") else "[red]no[/]", evidence(key, claim))
+    study = result.study
+    table = Table("claim", "verdict", "evidence", title=f"the paper's claims on this ladder (seed {args.seed})")
+    for row in claim_rows(study.claims):
+        table.add_row(row.label, f"[{STATUS_STYLE.get(row.status, 'dim')}]{row.status}[/]", escape("; ".join(row.evidence)))
     console.print(table)
-    console.print(f"all claims hold: {'yes' if summary.get('all_hold') else 'no'}; "
+    console.print(f"{headline(study.claims)} all claims hold: {'yes' if study.summary.get('all_hold') else 'no'}; "
                   f"{time.perf_counter() - t0:.0f} s")
     console.print(f"summary: {Path(out) / 'summary.json'}")
     if result.report is not None:
         console.print(f"report:  {result.report}")
     return 0
-
-
-def evidence(key: str, claim: dict) -> str:
-    """One line of evidence for a claim of summary.json."""
-    def eta(b):
-        if not b or b.get("eta") is None:
-            return "-"
-        ci = b.get("eta_ci") or [None, None]
-        return f"{b['metric']} eta {b['eta']:.3g} [{_f(ci[0])}, {_f(ci[1])}]"
-
-    if key == "a_smooth":
-        return ", ".join(claim.get("smooth", [])[:4]) or "no smooth task"
-    if key == "b_emergent":
-        if not claim.get("task"):
-            return "no task emergent under both kinds of metric"
-        return f"{claim['task']}: " + "; ".join(eta(b) for b in [claim.get("discontinuous"), *claim.get("continuous", [])[:1]])
-    if key == "c_same_loss":
-        tasks = claim.get("tasks", [])
-        held = sum(bool(t.get("same_loss_holds")) for t in tasks)
-        apart = sum(t.get("compute_collapses") is False for t in tasks)
-        return f"loss explains {held}/{len(tasks)} smooth metrics; compute fails to collapse {apart}/{len(tasks)}"
-    if key == "d_backtest":
-        bt = claim.get("emergent", {})
-        verdicts = ", ".join(f"{k}: {(v or {}).get('verdict', '-')}" for k, v in list(bt.items())[:2])
-        return f"{verdicts or 'no emergent task'}; predictable smooth: {len(claim.get('smooth_predictable', []))}"
-    if key == "e_other_genres":
-        return "; ".join(eta(b) for b in [claim.get("discontinuous"), *claim.get("continuous", [])[:1]] if b) or "-"
-    return ""
-
-
-def _f(x) -> str:
-    return "-" if x is None else f"{x:.3g}"
