@@ -211,6 +211,101 @@ def backtest(sub: pd.DataFrame, *, cut: float | None = None, eta: float | None =
                           test_value=y[test], test_pred=pred, **base)
 
 
+# --- where an ability appears: eta through the scaling law -----------------------------------------
+
+TOKENS_PER_PARAM = 20.0   # Chinchilla-optimal budget: D = 20 N
+
+
+@dataclasses.dataclass(frozen=True)
+class EmergenceScale:
+    """The model size N (and compute C = 6 N D, D = tokens_per_param x N) at which the fitted law's loss
+    L(N, D) reaches an emergent task's eta: the paper's Eq. 5 with the Chinchilla law in place of Eq. 4."""
+
+    task: str
+    metric: str
+    eta: float
+    tokens_per_param: float
+    params: float | None          # N with L(N, tokens_per_param N) = eta; None if the law never gets there
+    tokens: float | None
+    compute: float | None
+    params_ci: tuple | None       # from eta's interval (its upper end gives the smaller N), point law
+    compute_ci: tuple | None
+    params_ci_with_law: tuple | None   # the same ends through every bootstrap refit of the law (2.5-97.5%)
+    compute_ci_with_law: tuple | None
+    reason: str = ""
+
+    def summary(self) -> str:
+        if self.params is None:
+            return f"onset {self.task}/{self.metric}: {self.reason}"
+
+        def ci(c):
+            return f" [{c[0]:.3g}, {c[1]:.3g}]" if c else ""
+        return (f"onset {self.task}/{self.metric}: loss reaches eta {self.eta:.4g} at N {self.params:.3g}"
+                f"{ci(self.params_ci)} (with the law's bootstrap{ci(self.params_ci_with_law) or ' -'}), "
+                f"D = {self.tokens_per_param:g} N, compute {self.compute:.3g}{ci(self.compute_ci)} FLOPs")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        for k in ("params_ci", "compute_ci", "params_ci_with_law", "compute_ci_with_law"):
+            d[k] = list(d[k]) if d[k] else None
+        return d
+
+
+def size_at_loss(law_params: np.ndarray, eta: np.ndarray, tokens_per_param: float) -> np.ndarray:
+    """N solving E + A/N^alpha + B/(k N)^beta = eta for each row (A, B, E, alpha, beta) and eta (broadcast):
+    bisection in log N over [1, 1e30] (L falls monotonically in N); NaN where eta <= E (never reached) or
+    even N = 1 is below eta."""
+    A, B, E, alpha, beta = (np.asarray(law_params, float)[..., i] for i in range(5))
+    eta = np.asarray(eta, float)
+
+    def loss(logn):
+        return E + A * np.exp(-alpha * logn) + B * np.exp(-beta * (logn + np.log(tokens_per_param)))
+
+    lo, hi = np.zeros(np.broadcast(A, eta).shape), np.full(np.broadcast(A, eta).shape, np.log(1e30))
+    ok = (loss(lo) > eta) & (loss(hi) < eta)
+    for _ in range(80):  # interval of 69 nats halved 80 times: far below float precision
+        mid = (lo + hi) / 2
+        above = loss(mid) > eta
+        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+    return np.where(ok, np.exp((lo + hi) / 2), np.nan)
+
+
+def emergence_scale(law, task: str, metric: str, eta: float, eta_ci=None, *,
+                    tokens_per_param: float = TOKENS_PER_PARAM) -> EmergenceScale:
+    """Where an emergent ability appears in model size and compute, from its eta and a fitted Chinchilla
+    law (`scaling.ChinchillaFit`). Intervals: eta's interval through the point law, and through each of
+    the law's bootstrap refits (`law.samples`) when it has them."""
+    point = np.array([law.A, law.B, law.E, law.alpha, law.beta])
+    n = float(size_at_loss(point, eta, tokens_per_param))
+    base = dict(task=task, metric=metric, eta=float(eta), tokens_per_param=float(tokens_per_param))
+    if not np.isfinite(n):
+        why = (f"never: eta {eta:.4g} is at or below the law's irreducible loss E {law.E:.4g}" if eta <= law.E
+               else f"eta {eta:.4g} is above the law's loss at N = 1")
+        return EmergenceScale(**base, params=None, tokens=None, compute=None, params_ci=None, compute_ci=None,
+                              params_ci_with_law=None, compute_ci_with_law=None, reason=why)
+
+    def compute(N):
+        return 6.0 * tokens_per_param * np.asarray(N, float) ** 2
+
+    params_ci = ci_law = None
+    if eta_ci is not None and all(v is not None and np.isfinite(v) for v in eta_ci):
+        ends = size_at_loss(point, np.array([max(eta_ci), min(eta_ci)]), tokens_per_param)  # high eta: small N
+        params_ci = (float(ends[0]), float(ends[1])) if np.isfinite(ends[0]) else None
+        if params_ci is not None and not np.isfinite(ends[1]):
+            params_ci = (float(ends[0]), float("inf"))
+        samples = getattr(law, "samples", None)
+        if samples is not None and len(samples):
+            lo = size_at_loss(samples, max(eta_ci), tokens_per_param)
+            hi = size_at_loss(samples, min(eta_ci), tokens_per_param)
+            hi = np.where(np.isnan(hi) & np.isfinite(lo), np.inf, hi)  # eta's low end never reached: no bound
+            if np.isfinite(lo).sum() >= 10:
+                ci_law = (float(np.nanquantile(lo, 0.025)), float(np.nanquantile(hi, 0.975)))
+    return EmergenceScale(**base, params=n, tokens=tokens_per_param * n, compute=float(compute(n)),
+                          params_ci=params_ci, compute_ci=tuple(map(float, compute(params_ci))) if params_ci else None,
+                          params_ci_with_law=ci_law,
+                          compute_ci_with_law=tuple(map(float, compute(ci_law))) if ci_law else None)
+
+
 # --- two-step prediction (Bhagia et al. 2024) -------------------------------------------------------
 
 def accuracy_sigmoid(L, a, L0, k, b):

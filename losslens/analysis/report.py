@@ -56,6 +56,7 @@ class TaskReport:
     emergence: EmergenceResult
     same_loss: SameLossResult
     backtest: object | None = None    # predict.BacktestResult (has .to_dict() and .summary())
+    onset: object | None = None       # predict.EmergenceScale: N and compute at eta (emergent, with a law)
 
     @property
     def verdict(self) -> str:
@@ -71,6 +72,7 @@ class TaskReport:
             "spearman": self.same_loss.spearman, "pearson": self.same_loss.pearson,
             "same_loss": self.same_loss.to_dict(),
             "backtest": self.backtest.to_dict() if self.backtest is not None else None,
+            "onset": self.onset.to_dict() if self.onset is not None else None,
             "emergence": e.to_dict(),
         }
 
@@ -78,6 +80,8 @@ class TaskReport:
         parts = [self.emergence.summary(), self.same_loss.summary()]
         if self.backtest is not None:
             parts.append(self.backtest.summary())
+        if self.onset is not None:
+            parts.append(self.onset.summary())
         return "\n".join(parts)
 
 
@@ -191,6 +195,10 @@ def analyze(table: TidyTable, *, seed: int = 0, bootstrap: int = 1000, permutati
             law = fit_chinchilla(points["params"].to_numpy(float), points["tokens"].to_numpy(float),
                                  points["loss"].to_numpy(float), bootstrap=bootstrap, seed=seed,
                                  **table.extras.get("scaling_fit_kwargs", {}))
+    scale = _optional("losslens.analysis.predict", "emergence_scale") if law is not None else None
+    for t in tasks if scale is not None else []:
+        if t.verdict == "emergent" and t.emergence.eta is not None:  # where the ability appears (Eq. 5)
+            t.onset = scale(law, t.task, t.metric, t.emergence.eta, t.emergence.eta_ci)
     targets = None
     if table.source in TARGETS:
         predict_targets = _optional("losslens.analysis.predict", TARGETS[table.source])
