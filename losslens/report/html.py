@@ -188,6 +188,10 @@ def _test(s, axis, name) -> Html:
         return Html("-")
     p = "-" if t.p_value is None else f"{t.p_value:.3g}"
     text = escape(f"{t.improvement:+.3f}") + f"<br><small>{escape(_ci(t.ci, '+.3f'))} p {escape(p)}</small>"
+    if t.effect is not None:  # the equivalence test: effect per doubling, its 90% interval, the margin
+        verdict = {True: "equivalent", False: "not equivalent"}.get(t.equivalent, "no interval")
+        text += (f"<br><small>effect {escape(_num(t.effect, '+.3f'))} {escape(_ci(t.effect_ci, '+.3f'))}/doubling "
+                 f"vs &plusmn;{escape(_num(t.margin, 'g'))}: {verdict}, power {escape(_num(t.power, '.2f'))}</small>")
     return Html(f'<span class="sig">{text} *</span>' if t.significant else text)
 
 
@@ -203,7 +207,11 @@ def same_loss_section(study) -> Html:
     return _join([_tag("h2", "The same-loss test", id="same-loss"),
                   _tag("p", "Improvement of the cross-validated error (runs held out whole) from adding log N "
                        "or log D to a monotone function of loss: 1 - MSE_with / MSE_loss, with its 95% bootstrap "
-                       "interval over runs and a permutation p-value; * = significant. The same with log N beyond "
+                       "interval over runs and a permutation p-value; * = significant. Below it the equivalence "
+                       "test: the effect of doubling N or D at equal loss (chance-to-perfect units) with its 90% "
+                       "interval over runs; 'same loss' holds only when every interval lies inside the margin, "
+                       "fails when a covariate is significant and not equivalent, and is untested otherwise "
+                       "(the power says how likely equivalence was to show). The same with log N beyond "
                        "compute, and the relative excess error of compute over loss as the x-axis: compute "
                        "collapses the runs only when it fits held-out runs as well as loss."),
                   _table(["task", "metric", "runs", "log N beyond loss", "log D beyond loss",
