@@ -427,7 +427,7 @@ def oddities(data: Path) -> dict:
             "n_below_eta": int((sub["loss"] < e.eta).sum()),
             "n_below_eta_at_or_below_chance": int(((sub["loss"] < e.eta) & (sub["value"] <= 0.5)).sum()),
             "backtest_default": {"verdict": default_cut.verdict, "cut": r(default_cut.cut, 2)},
-            "backtest_at_eta": backtest(sub, cut=e.eta).verdict,
+            "backtest_at_eta": backtest(sub, eta=e.eta).verdict,
             "without_loss_above_5_5": {"verdict": e_trim.verdict, "n_dropped": int(len(sub) - len(trimmed))},
         },
     }

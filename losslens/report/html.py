@@ -89,7 +89,8 @@ def _badge(text) -> Html:
 
 
 def _holds(value) -> Html:
-    return _badge({True: "holds", False: "fails"}.get(value, "untested"))
+    """The same-loss verdict: null is "not shown" (too few runs, or equivalence underpowered; see the note)."""
+    return _badge({True: "holds", False: "fails"}.get(value, "inconclusive"))
 
 
 def _table(headers, rows, numeric: set[int] = frozenset()) -> Html:
@@ -210,7 +211,7 @@ def same_loss_section(study) -> Html:
                        "interval over runs and a permutation p-value; * = significant. Below it the equivalence "
                        "test: the effect of doubling N or D at equal loss (chance-to-perfect units) with its 90% "
                        "interval over runs; 'same loss' holds only when every interval lies inside the margin, "
-                       "fails when a covariate is significant and not equivalent, and is untested otherwise "
+                       "fails when a covariate is significant and not equivalent, and is inconclusive otherwise "
                        "(the power says how likely equivalence was to show). The same with log N beyond "
                        "compute, and the relative excess error of compute over loss as the x-axis: compute "
                        "collapses the runs only when it fits held-out runs as well as loss."),
