@@ -313,16 +313,15 @@ def effect_per_doubling(x, y, z, weights: np.ndarray) -> np.ndarray:
     A smooth f, unlike the isotonic one, leaves b identified in every resample: an isotonic f can absorb
     z wherever runs do not overlap in loss, and b is then any value of an interval."""
     X = np.column_stack([spline_basis(x), z - z.mean()])
-    XtWX = np.einsum("bn,ni,nj->bij", weights, X, X)
-    XtWy = np.einsum("bn,ni,n->bi", weights, X, y)
-    out = np.full(len(weights), np.nan)
-    for i in range(len(weights)):  # p x p solves (p ~ 9): microseconds each
-        try:
-            out[i] = np.linalg.solve(XtWX[i], XtWy[i])[-1]
-        except np.linalg.LinAlgError:
-            pass  # a resample with one level of z (or too few losses) says nothing about b
-    bad = np.abs(np.linalg.cond(XtWX)) > 1e10
-    out[bad] = np.nan
+    n, k = X.shape
+    # X'WX and X'Wy for every resample at once: two matrix products over the rows.
+    XtWX = (weights @ (X[:, :, None] * X[:, None, :]).reshape(n, k * k)).reshape(-1, k, k)
+    XtWy = weights @ (X * y[:, None])
+    ev = np.linalg.eigvalsh(XtWX)
+    ok = ev[:, 0] > 1e-10 * np.maximum(ev[:, -1], 1e-300)  # a resample with one level of z (or too few
+    out = np.full(len(weights), np.nan)                     # losses) says nothing about b
+    if ok.any():
+        out[ok] = np.linalg.solve(XtWX[ok], XtWy[ok][:, :, None])[:, -1, 0]
     return out * np.log(2.0)
 
 
