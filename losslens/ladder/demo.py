@@ -64,7 +64,8 @@ def run(args) -> int:
     study = result.study
     table = Table("claim", "verdict", "evidence", title=f"the paper's claims on this ladder (seed {args.seed})")
     for row in claim_rows(study.claims):
-        table.add_row(row.label, f"[{STATUS_STYLE.get(row.status, 'dim')}]{row.status}[/]", escape("; ".join(row.evidence)))
+        style = STATUS_STYLE.get(row.status, "dim")
+        table.add_row(row.label, f"[{style}]{row.status}[/]", escape("; ".join(row.evidence)))
     console.print(table)
     console.print(f"{headline(study.claims)} all claims hold: {'yes' if study.summary.get('all_hold') else 'no'}; "
                   f"{time.perf_counter() - t0:.0f} s")
