@@ -92,3 +92,18 @@ def test_one_renderer_for_report_and_demo(rich_report):
     assert "not testable here" in headline(decided)
     missing = claim_rows(decided[:2])
     assert [r.status for r in missing[2:]] == ["missing"] * 3
+
+
+def test_the_demo_prints_the_same_rows(rich_report):
+    """The demo's table (fast: no training) shows each row of the shared renderer, brackets intact."""
+    from rich.console import Console
+
+    from losslens.ladder.demo import claims_table
+
+    decided = decide_claims(rich_report, None)
+    console = Console(width=400, record=True)
+    console.print(claims_table(decided, "claims"))
+    text = console.export_text()
+    for row in claim_rows(decided):
+        assert row.label in text and row.status in text
+        assert "; ".join(row.evidence)[:80] in text  # eta [lo, hi] is text, not rich markup

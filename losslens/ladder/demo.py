@@ -43,12 +43,10 @@ def demo_config(*, quick: bool = False, seed: int = 0):
 
 def run(args) -> int:
     from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
 
     from losslens.errors import InputError
     from losslens.ladder.run import run_ladder
-    from losslens.report.claims import claim_rows, headline
+    from losslens.report.claims import headline
 
     if args.seed < 0:
         raise InputError(None, f"must be >= 0, got {args.seed}", field="--seed")
@@ -62,14 +60,24 @@ def run(args) -> int:
     t0 = time.perf_counter()
     result = run_ladder(cfg, out, executor=args.executor, quiet=args.quiet, console=console)
     study = result.study
-    table = Table("claim", "verdict", "evidence", title=f"the paper's claims on this ladder (seed {args.seed})")
-    for row in claim_rows(study.claims):
-        style = STATUS_STYLE.get(row.status, "dim")
-        table.add_row(row.label, f"[{style}]{row.status}[/]", escape("; ".join(row.evidence)))
-    console.print(table)
+    console.print(claims_table(study.claims, f"the paper's claims on this ladder (seed {args.seed})"))
     console.print(f"{headline(study.claims)} all claims hold: {'yes' if study.summary.get('all_hold') else 'no'}; "
                   f"{time.perf_counter() - t0:.0f} s")
     console.print(f"summary: {Path(out) / 'summary.json'}")
     if result.report is not None:
         console.print(f"report:  {result.report}")
     return 0
+
+
+def claims_table(claims, title: str):
+    """The claims as a rich table: the rows of `report.claims.claim_rows`, as on the HTML report."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from losslens.report.claims import claim_rows
+
+    table = Table("claim", "verdict", "evidence", title=title)
+    for row in claim_rows(claims):
+        style = STATUS_STYLE.get(row.status, "dim")
+        table.add_row(row.label, f"[{style}]{row.status}[/]", escape("; ".join(row.evidence)))
+    return table
