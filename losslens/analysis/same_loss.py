@@ -11,6 +11,11 @@ The improvement is the relative drop in cross-validated squared error, 1 - MSE_w
 per-run errors); its p-value permutes z across runs (each run keeps its own checkpoint pattern of z,
 shifted to another run's level) and recomputes the cross-validated improvement.
 
+"Loss alone explains performance" (`holds`) is an equivalence claim, so it is tested as one: the effect
+of doubling N (or D) at equal loss, from y ~ spline(loss) + b z in normalised units, must have its 90%
+interval over runs inside +-margin (two one-sided tests); a significant effect outside it fails, and
+anything else (too few runs, too little power) is inconclusive, never "holds".
+
 The same machinery with x = -log C (compute C = 6ND) asks whether compute collapses the runs: the paper
 found it does not (at equal compute, size still matters), while loss does. `r2_loss` and `r2_compute`
 say how much of the variance a monotone function of each axis explains out of sample.
