@@ -404,16 +404,16 @@ def oddities(data: Path) -> dict:
                    scaling_law=False)
     olmo = load_source("olmo", data / "olmo_ladder")
     index = {key: i for i, (key, _) in enumerate(olmo.groups())}  # analyze() seeds task i with SEED + i
-    sub = dict(iter(olmo.groups()))[("piqa", "correct_choice_prob")].reset_index(drop=True)
+    sub = dict(iter(olmo.groups()))[("piqa", "soft_choice_prob")].reset_index(drop=True)
     cfg = dataclasses.replace(EmergenceConfig(), bootstrap=BOOTSTRAP)
-    e = analyze_emergence(sub, cfg, seed=SEED + index[("piqa", "correct_choice_prob")])
+    e = analyze_emergence(sub, cfg, seed=SEED + index[("piqa", "soft_choice_prob")])
     above = sub[sub["loss"] >= e.eta]
     final = sub.groupby("model")["tokens"].max()
     frac = above["tokens"] / above["model"].map(final)
     acc = olmo.df[(olmo.df["task"] == "piqa") & (olmo.df["metric"] == "acc_norm")]
     acc_above = acc[acc["loss"] >= e.eta]
     trimmed = sub[sub["loss"] < 5.5].reset_index(drop=True)
-    e_trim = analyze_emergence(trimmed, cfg, seed=SEED + index[("piqa", "correct_choice_prob")])
+    e_trim = analyze_emergence(trimmed, cfg, seed=SEED + index[("piqa", "soft_choice_prob")])
     default_cut = backtest(sub)
     return {
         "chinchilla": {"tasks": len(chin.tasks), "notes": chin.notes},
@@ -430,7 +430,7 @@ def oddities(data: Path) -> dict:
             "n_below_eta": int((sub["loss"] < e.eta).sum()),
             "n_below_eta_at_or_below_chance": int(((sub["loss"] < e.eta) & (sub["value"] <= 0.5)).sum()),
             "backtest_default": {"verdict": default_cut.verdict, "cut": r(default_cut.cut, 2)},
-            "backtest_at_eta": backtest(sub, cut=e.eta).verdict,
+            "backtest_at_eta": backtest(sub, eta=e.eta).verdict,
             "without_loss_above_5_5": {"verdict": e_trim.verdict, "n_dropped": int(len(sub) - len(trimmed))},
         },
     }

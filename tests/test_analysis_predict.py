@@ -59,6 +59,50 @@ def test_backtest_report_and_inconclusive():
     assert few.verdict == "inconclusive" and few.mae is None and "need" in few.summary()
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_backtest_at_eta_tests_claim_3(seed):
+    """With the emergence threshold as the cut (as analyze() passes it), a planted threshold is not
+    predictable from the models above it, and smooth linear and logistic trends still are."""
+    pts = ladder_points(seed=seed)
+    lo, hi = pts["loss"].min(), pts["loss"].max()
+    eta = lo + 0.3 * (hi - lo)  # the sigmoid's midpoint (0.5) is then below the cut: a real extrapolation
+    emergent = backtest(planted_table({"t": "emergent"}, seed=seed, points=pts, eta=eta), eta=eta)
+    assert emergent.verdict == "not_predictable" and emergent.cut == eta, emergent.summary()
+    assert emergent.cut_rule.startswith("eta") and emergent.mae > 3 * emergent.tolerance
+    for shape in ("linear", "sigmoid"):
+        smooth = backtest(planted_table({"t": shape}, seed=seed, points=pts), eta=eta)
+        assert smooth.verdict == "predictable" and smooth.mae < 0.04, smooth.summary()
+    # eta=None (a task that is not emergent) falls back to the default cut
+    assert backtest(planted_table({"t": "linear"}, seed=seed, points=pts), eta=None).cut_rule.startswith("0.333")
+
+
+def test_tolerance_comes_from_the_fit_set_only():
+    """Held-out points are what is predicted: making them noisier (fewer items, scattered values)
+    changes the error, never the yardstick. Before this rule, their binomial SD widened the tolerance."""
+    table = planted_table({"t": "sigmoid"}, seed=2, n_items=200)
+    first = backtest(table)
+    held = table["loss"] <= first.cut
+    rng = np.random.default_rng(0)
+    noisy = table.assign(n=np.where(held, 4, table["n"]),
+                         value=np.where(held, rng.integers(0, 5, len(table)) / 4, table["value"]))
+    second = backtest(noisy)
+    assert second.n_test == first.n_test and second.mae > 2 * first.mae
+    assert second.tolerance == first.tolerance and second.noise == first.noise
+    assert second.value_range == first.value_range == pytest.approx(np.ptp(table.loc[~held, "value"]))
+
+
+def test_analyze_passes_eta_to_the_backtest_of_emergent_tasks():
+    from losslens.analysis.pipeline import analyze
+    from losslens.analysis.table import TidyTable, validate
+
+    df = validate(planted_table({"e": "emergent", "s": "linear"}, seed=0))
+    report = analyze(TidyTable(df), bootstrap=50, permutations=0, scaling_law=False)
+    e, s = report.task("e"), report.task("s")
+    assert e.verdict == "emergent", e.summary()
+    assert e.backtest.cut == e.emergence.eta and e.backtest.verdict == "not_predictable"
+    assert s.verdict == "smooth" and s.backtest.cut_rule.startswith("0.333") and s.backtest.verdict == "predictable"
+
+
 def test_binomial_noise_widens_the_tolerance():
     # 40 items per point: sqrt(p(1-p)/n) ~ 0.08 sets the tolerance, not the fit's residuals
     table = planted_table({"t": "sigmoid"}, seed=1, n_items=40)
@@ -133,3 +177,47 @@ def test_olmo_target_errors_needs_an_olmo_table():
     from losslens.analysis.table import TidyTable
     with pytest.raises(ValueError, match="OLMo"):
         olmo_target_errors(TidyTable(pd.DataFrame()))
+
+
+# --- where an ability appears: eta through the law ------------------------------------------------------
+
+def test_emergence_scale_solves_the_law_at_eta():
+    from losslens.analysis.predict import emergence_scale, size_at_loss
+    from losslens.analysis.scaling import ChinchillaFit
+    from losslens.analysis.synthetic import LAW
+
+    law = ChinchillaFit(A=LAW["A"], B=LAW["B"], E=LAW["E"], alpha=LAW["alpha"], beta=LAW["beta"], ci={},
+                        n_points=0, objective=0.0, starts=0, starts_at_best=0, bootstrap=0, bootstrap_failed=0,
+                        seed=0)
+    eta = float(law.predict(1e8, 2e9))
+    s = emergence_scale(law, "t", "acc", eta, (eta - 0.05, eta + 0.05))
+    assert s.params == pytest.approx(1e8, rel=1e-6) and s.tokens == pytest.approx(2e9, rel=1e-6)
+    assert s.compute == pytest.approx(6 * 1e8 * 2e9, rel=1e-5)
+    lo, hi = s.params_ci
+    assert lo < s.params < hi and law.predict(lo, 20 * lo) == pytest.approx(eta + 0.05)  # high eta: smaller N
+    assert s.params_ci_with_law is None  # a law without bootstrap refits
+    assert s.to_dict()["compute_ci"] == [pytest.approx(6 * 20 * lo**2), pytest.approx(6 * 20 * hi**2)]
+    never = emergence_scale(law, "t", "acc", LAW["E"] - 0.01)
+    assert never.params is None and "irreducible" in never.reason and "never" in never.summary()
+    rows = np.array([[LAW["A"], LAW["B"], LAW["E"], LAW["alpha"], LAW["beta"]]] * 3)
+    assert size_at_loss(rows, eta, 20.0) == pytest.approx([1e8] * 3, rel=1e-6)
+
+
+def test_analyze_reports_where_an_emergent_ability_appears():
+    from losslens.analysis.pipeline import analyze
+    from losslens.analysis.table import TidyTable, validate
+
+    df = validate(planted_table({"e": "emergent", "s": "linear"}, seed=0))
+    report = analyze(TidyTable(df), bootstrap=50, permutations=0)
+    e = report.task("e")
+    assert e.verdict == "emergent" and report.scaling_law is not None
+    onset = e.onset
+    law = report.scaling_law
+    assert law.predict(onset.params, 20 * onset.params) == pytest.approx(e.emergence.eta, rel=1e-6)
+    assert onset.params_ci[0] < onset.params < onset.params_ci[1]
+    lo, hi = onset.params_ci_with_law  # the law's bootstrap widens eta's interval, never narrows it
+    assert lo <= onset.params_ci[0] * 1.001 and hi >= onset.params_ci[1] * 0.999
+    assert report.task("s").onset is None
+    d = e.to_dict()["onset"]
+    assert set(d) >= {"params", "params_ci", "compute", "compute_ci", "tokens_per_param", "params_ci_with_law"}
+    assert "onset e/acc" in report.summary()

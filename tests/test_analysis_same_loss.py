@@ -115,3 +115,60 @@ def test_tokens_on_a_shared_schedule_are_tested_by_the_interval(seed):
     tokens = r.test("loss", "log_tokens")
     assert tokens.p_value is None and tokens.significant and r.holds is False, tokens.line()
     assert r.test("loss", "log_params").p_value is not None  # sizes differ between runs: permuted as before
+
+
+# ---------------------------------------------------------------- equivalence (TOST)
+
+FOUR_RUNS = dict(sizes=(2e7, 5e7, 1.2e8, 3e8), tokens_per_param=(20,))
+
+
+def _six_points(pts) -> float:
+    """planted_table's size_effect (normalised units per unit log N) for a 6-point gap in raw accuracy
+    (chance 0.25) between the largest and smallest model at equal loss."""
+    return 0.06 / (np.ptp(np.log(pts["params"])) * 0.75)
+
+
+def test_a_six_point_size_effect_never_holds_with_four_runs():
+    """The audit's case: 6 accuracy points between the largest and smallest of 4 runs at equal loss.
+    "Not significant" used to read as "holds" (97.5% of the time); equivalence is never shown."""
+    calls = {True: 0, False: 0, None: 0}
+    for seed in range(20):
+        pts = ladder_points(**FOUR_RUNS, seed=seed)
+        df = validate(planted_table({"t": "linear"}, points=pts, size_effect=_six_points(pts), seed=seed))
+        r = analyze_same_loss(df, CFG, seed=seed)
+        calls[r.holds] += 1
+        size = r.test("loss", "log_params")
+        assert size.equivalent is not True, size.line()
+        if r.holds is None:
+            assert "inconclusive" in r.reason and "log_params effect" in r.reason
+    assert calls[True] == 0, calls
+
+
+def test_no_effect_with_enough_runs_holds_by_equivalence():
+    """15 runs, performance a function of loss alone: each effect's 90% interval lies within the
+    margin (0.01 per doubling), with high power; the planted 6-point effect on the same ladder fails."""
+    held = 0
+    for seed in range(5):
+        pts = ladder_points(seed=seed)
+        r = analyze_same_loss(validate(planted_table({"t": "linear"}, points=pts, seed=seed)), CFG, seed=seed)
+        held += r.holds is True
+        for t in r.tests:
+            if t.axis == "loss":
+                assert t.margin == CFG.margin and abs(t.effect) < CFG.margin and t.power > 0.8, t.line()
+            else:
+                assert t.effect is None and t.equivalent is None  # compute axis: no equivalence claim
+        sized = validate(planted_table({"t": "linear"}, points=pts, size_effect=_six_points(pts), seed=seed))
+        r6 = analyze_same_loss(sized, CFG, seed=seed)
+        size = r6.test("loss", "log_params")
+        assert r6.holds is False and size.significant and not size.equivalent, size.line()
+        assert size.effect == pytest.approx(0.08 / np.log2(np.ptp(pts["params"]) / 2e7 + 1), rel=0.35)
+    assert held >= 4
+
+
+def test_equivalence_fields_reach_the_json():
+    r = analyze_same_loss(validate(planted_table({"t": "linear"}, seed=0)), CFG, seed=0)
+    d = r.to_dict()
+    t = next(t for t in d["tests"] if t["axis"] == "loss")
+    assert {"effect", "effect_ci", "margin", "equivalent", "power"} <= set(t)
+    assert isinstance(t["effect_ci"], list) and t["effect_ci"][0] <= t["effect"] <= t["effect_ci"][1]
+    assert "effect" in r.summary() and "power" in r.summary()

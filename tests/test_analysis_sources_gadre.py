@@ -31,6 +31,10 @@ def test_shape_and_metadata(table):
     assert df["model"].nunique() == 104 and df["task"].nunique() == 48 and len(df) == 104 * 48
     hs = df[df["task"] == "hellaswag"]
     assert (hs["chance"] == 0.25).all() and (hs["n"] == 10042).all() and (hs["metric"] == "acc").all()
+    # best constant answer where the label balance is published (BoolQ dev 62.2% yes, PubMedQA-L 55.2% yes)
+    majority = df.groupby("task")["majority"].first()
+    assert majority["boolq"] == 0.622 and majority["pubmed_qa_labeled"] == 0.552
+    assert majority.drop(["boolq", "pubmed_qa_labeled"]).isna().all() and hs["majority"].isna().all()
     err = df[df["task"] == "avg_17_subset"]
     assert (err["metric"] == "top1_error").all() and not err["higher_is_better"].any()
     assert set(df["family"]) == {"c4_original", "rpj", "rw_original"}

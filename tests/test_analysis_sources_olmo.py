@@ -25,7 +25,7 @@ def test_paper_configuration(table):
     df = table.df
     assert set(df["model"]) == set(olmo.PAPER_LADDER) | {"peteish7_eval_anneal", "peteish13_eval_final"}
     assert table.extras["targets"] == {"7B-4T": "peteish7_eval_anneal", "13B-5T": "peteish13_eval_final"}
-    assert set(df["task"]) == set(olmo.TASKS) and set(df["metric"]) == {"bpb", "acc_norm", "acc", "correct_choice_prob"}
+    assert set(df["task"]) == set(olmo.TASKS) and set(df["metric"]) == {"bpb", "acc_norm", "acc", "soft_choice_prob"}
     assert table.x_kind == "proxy" and "not OLMo 2's training loss" in table.x_label
     raw = pd.read_csv(RUNS / "190M-1xC.csv")
     run = df[(df["model"] == "190M-1xC") & (df["task"] == "piqa") & (df["metric"] == "bpb")]
@@ -34,6 +34,12 @@ def test_paper_configuration(table):
     assert (run["params"] == 190_354_176).all()
     acc = df[(df["task"] == "csqa") & (df["metric"] == "acc_norm")]
     assert (acc["chance"] == 0.2).all() and acc["higher_is_better"].all()
+    # the `soft` column is labelled as what it is: a squashed softmax, not losslens's correct_choice_prob
+    soft = df[(df["model"] == "190M-1xC") & (df["task"] == "piqa") & (df["metric"] == "soft_choice_prob")]
+    assert np.allclose(soft["value"], raw["eval/downstream_soft/piqa_val_rc_5shot_soft"])
+    # the best constant answer: BoolQ's dev set is 62.2% "yes"; unknown (empty) elsewhere
+    assert (df.loc[(df["task"] == "boolq") & (df["metric"] == "acc"), "majority"] == 0.622).all()
+    assert df.loc[df["task"] != "boolq", "majority"].isna().all()
 
 
 def test_mmlu_is_the_weighted_category_average(table):

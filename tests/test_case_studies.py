@@ -81,7 +81,11 @@ def test_gadre_verdicts_are_what_the_analysis_gives(cs, numbers):
 
 def test_same_loss_results_quoted_are_reproduced(numbers):
     """Two same-loss results the doc leans on: Wikidata QA fails on log D (Gadre), and Pythia's
-    zero-shot ARC-Challenge fails on log D with no permutation null (shared checkpoint schedule)."""
+    zero-shot ARC-Challenge has a significant log D term with no permutation null (shared checkpoint
+    schedule). Under the equivalence rule (same_loss.py) Wikidata still fails (its effect's interval
+    reaches past the margin); ARC-Challenge's effect, -0.004 per doubling of D [-0.005, -0.003], lies
+    inside the margin, so same-loss now holds there (numbers.json predates the rule: rerun
+    scripts/case_studies.py)."""
     from losslens.analysis.same_loss import SameLossConfig, analyze_same_loss
     from losslens.analysis.sources import load_source
 
@@ -96,7 +100,8 @@ def test_same_loss_results_quoted_are_reproduced(numbers):
         index, sub = next((i, sub) for i, (k, sub) in enumerate(table.groups()) if k == key)
         r = analyze_same_loss(sub.reset_index(drop=True), cfg, seed=s["seed"] + index)
         tokens = r.test("loss", "log_tokens")
-        assert r.holds is want["holds"] is False
+        assert want["holds"] is False
+        assert r.holds is (tokens.equivalent is True) is (source == "pythia")
         assert tokens.significant and tokens.improvement == pytest.approx(want["log_tokens"]["improvement"], abs=1e-3)
         assert (tokens.p_value is None) == (want["log_tokens"]["p"] is None)
     assert numbers["pythia"]["lambada"]["tasks"]["arc_challenge/acc"]["log_tokens"]["p"] is None

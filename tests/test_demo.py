@@ -34,6 +34,8 @@ def test_quick_demo_writes_store_summary_and_report(quick_demo):
     summary = json.loads((out / "summary.json").read_text())
     for key in CLAIM_KEYS:
         assert isinstance(summary[key]["holds"], bool), key
+        assert summary[key]["status"] in ("holds", "fails", "not testable here"), key
+        assert summary[key]["holds"] is (summary[key]["status"] == "holds") and summary[key]["evidence"], key
     assert summary["all_hold"] == all(summary[k]["holds"] for k in CLAIM_KEYS)
     # each claim's evidence is the verdict table's: (a) lists exactly the smooth pairs, (c) tests them
     smooth = [f"{v['task']}/{v['metric']}" for v in summary["verdicts"] if v["verdict"] == "smooth"]

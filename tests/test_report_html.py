@@ -5,7 +5,7 @@ summary still makes a page. Also `losslens report` end to end and its input erro
 from __future__ import annotations
 
 import json
-from html import unescape
+from html import escape, unescape
 from html.parser import HTMLParser
 
 import pytest
@@ -77,9 +77,12 @@ def test_claims_tables_and_raw_summary_match_the_study(report):
                                                              "backtests", "scaling-law", "tasks"]
     assert json.loads(unescape(page.pre[0])) == study.summary
     claims = html.split('id="claims"')[1].split("<details>")[0]
-    for key, label in (("a_smooth", "(a) smooth"), ("b_emergent", "(b) emergent"), ("e_other_genres", "(e) other")):
-        row = claims.split(label)[1].split("</tr>")[0]
-        assert ("b-holds" if study.summary[key]["holds"] else "b-fails") in row
+    badge = {"holds": "b-holds", "fails": "b-fails", "not testable here": "b-not-testable-here"}
+    for claim in study.claims:
+        row = claims.split(claim.label)[1].split("</tr>")[0]
+        assert badge[claim.status] in row and study.summary[claim.key]["status"] == claim.status
+        assert all(escape(line) in row for line in claim.evidence)  # the evidence built once in the study
+        assert study.summary[claim.key]["holds"] is (claim.status == "holds")
     assert "exam/correct_choice_prob" in claims  # (b)'s evidence names the continuous metric
     verdicts = html.split('id="verdicts"')[1].split('id="correlations"')[0]
     for t in study.report.tasks:
@@ -110,7 +113,8 @@ def test_text_is_escaped_and_a_bare_study_still_makes_a_page(tmp_path):
     assert len(page.all("img")) == 4
     assert "No scaling law" in html
     claims = html.split('id="claims"')[1].split("<details>")[0]
-    assert claims.count("b-missing") == 4 and "z_new" in claims and "b-untested" in claims
+    assert claims.count("b-missing") == 4 and "z_new" in claims and "b-not-testable-here" in claims
+    assert "1 of 5 claims hold; 4 missing from the summary." in claims
     assert len(list((tmp_path / "report" / "figures").glob("*.png"))) == 4
 
     # a second report into the same folder leaves no figure of the first behind

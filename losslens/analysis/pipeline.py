@@ -57,6 +57,7 @@ class TaskReport(Result):
     emergence: EmergenceResult
     same_loss: SameLossResult
     backtest: object | None = None    # predict.BacktestResult (has .to_dict() and .summary())
+    onset: object | None = None       # predict.EmergenceScale: N and compute at eta (emergent, with a law)
     data: pd.DataFrame | None = dataclasses.field(default=None, compare=False)  # the slice analysed (for plot)
     x_label: str = "loss"             # what the x-axis is (the table's `x_label`)
 
@@ -74,6 +75,7 @@ class TaskReport(Result):
             "spearman": self.same_loss.spearman, "pearson": self.same_loss.pearson,
             "same_loss": self.same_loss.to_dict(),
             "backtest": self.backtest.to_dict() if self.backtest is not None else None,
+            "onset": self.onset.to_dict() if self.onset is not None else None,
             "emergence": e.to_dict(),
         }
 
@@ -102,6 +104,8 @@ class TaskReport(Result):
         parts = [self.emergence.summary(), self.same_loss.summary()]
         if self.backtest is not None:
             parts.append(self.backtest.summary())
+        if self.onset is not None:
+            parts.append(self.onset.summary())
         return "\n".join(parts)
 
     def plot(self, kind: str = "loss"):
@@ -215,9 +219,12 @@ def analyze_task(job) -> TaskReport:
     """All per-task analyses of one (task, metric) slice (a pure function of its job tuple)."""
     sub, em_cfg, sl_cfg, with_backtest, seed, x_label = job
     backtest = _optional("losslens.analysis.predict", "backtest") if with_backtest else None
+    emergence = analyze_emergence(sub, em_cfg, seed=seed)
+    # Claim 3 per emergent task: fit only the models above eta, predict those below it.
+    eta = emergence.eta if emergence.verdict == "emergent" else None
     return TaskReport(str(sub["task"].iloc[0]), str(sub["metric"].iloc[0]),
-                      analyze_emergence(sub, em_cfg, seed=seed), analyze_same_loss(sub, sl_cfg, seed=seed),
-                      backtest(sub, seed=seed) if backtest is not None else None, data=sub, x_label=x_label)
+                      emergence, analyze_same_loss(sub, sl_cfg, seed=seed),
+                      backtest(sub, eta=eta, seed=seed) if backtest is not None else None, data=sub, x_label=x_label)
 
 
 def resolve_configs(bootstrap: int | None = None, permutations: int | None = None, *,
@@ -290,6 +297,10 @@ def analyze(table, *, seed: int = 0, bootstrap: int | None = None, permutations:
         else:
             law = fit_chinchilla(points["params"].to_numpy(float), points["tokens"].to_numpy(float),
                                  points["loss"].to_numpy(float), seed=seed, **dataclasses.asdict(law_cfg))
+    scale = _optional("losslens.analysis.predict", "emergence_scale") if law is not None else None
+    for t in tasks if scale is not None else []:
+        if t.verdict == "emergent" and t.emergence.eta is not None:  # where the ability appears (Eq. 5)
+            t.onset = scale(law, t.task, t.metric, t.emergence.eta, t.emergence.eta_ci)
     targets = None
     if table.source in TARGETS:
         predict_targets = _optional("losslens.analysis.predict", TARGETS[table.source])

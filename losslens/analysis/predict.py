@@ -2,16 +2,21 @@
 prediction, and the reproduction of Gadre et al.'s chained loss -> error predictions.
 
 Backtest (`backtest`): can the performance of the lowest-loss models be predicted from the others?
-Fit on the points with loss above a cut, predict the points at or below it. Candidate curves of value
+Fit on the points with loss above a cut, predict the points at or below it. For an emergent task the
+cut is its eta (`eta=`, passed by `analysis.report.analyze_task`), so the fit sees only the models
+with higher loss than the threshold: this is the paper's claim 3, "not predictable from the
+performance trend of higher-loss models", tested per emergent task. Otherwise the default cut is the
+1/3 quantile of the distinct losses (the lowest-loss third is held out). Candidate curves of value
 against loss, fitted by least squares on the fit set: constant, linear, and a sigmoid
 c + a / (1 + exp(k (L - L0))) (k >= 0; the sign of a sets the direction); the one with the lowest
 AICc is used. Verdict "predictable" when the mean absolute error on the held-out points is at most
-the tolerance max(2 sigma, 0.1 R): sigma is the noise (the larger of the chosen fit's residual SD and,
-for count metrics (`table.is_binomial`) with a known item count n, the binomial SD
-sqrt(p (1 - p) / n) of the held-out values), R the observed range of the values. Predictions of
-proportions (`table.is_proportion`) are clipped to [0, 1]. A task flat at chance above the cut that
-rises below it is therefore "not_predictable": its high-loss models say nothing about the rise.
-Default cut: the 1/3 quantile of the distinct losses, so the lowest-loss third is held out.
+the tolerance max(2 sigma, 0.1 R), where both sigma and R come from the fit set alone (the held-out
+points are what is being predicted, so they must not widen the yardstick): sigma is the noise, the
+larger of the chosen fit's residual SD and, for count metrics (`table.is_binomial`) with a known item
+count n, the binomial SD sqrt(p (1 - p) / n) of the fitted values (root mean square); R is the range
+of the fit set's values. Predictions of proportions (`table.is_proportion`) are clipped to [0, 1]. A
+task flat at chance above the cut that rises below it is therefore "not_predictable": its high-loss
+models say nothing about the rise.
 
 Two-step prediction (`fit_two_step`, Bhagia et al. 2024): step 1 fits the task loss (bits per byte
 of the correct answer) from (N, D) with the Chinchilla form, as the paper's code does
@@ -140,7 +145,7 @@ class BacktestResult(Result):
     max_error: float | None
     tolerance: float | None
     noise: float | None
-    value_range: float
+    value_range: float    # of the fit set's values
     reason: str
     test_loss: np.ndarray = dataclasses.field(default=None, repr=False, compare=False)
     test_value: np.ndarray = dataclasses.field(default=None, repr=False, compare=False)
@@ -175,11 +180,13 @@ class BacktestResult(Result):
 
 
 @one_blas_thread
-def backtest(sub: pd.DataFrame, *, cut: float | None = None, seed: int = 0) -> BacktestResult:
+def backtest(sub: pd.DataFrame, *, cut: float | None = None, eta: float | None = None,
+             seed: int = 0) -> BacktestResult:
     """Backtest one (task, metric) slice of a tidy table; see the module docstring for the criterion.
 
-    `cut` defaults to the 1/3 quantile of the distinct losses. The fits are deterministic; `seed` is
-    accepted so every per-task analysis takes the same arguments."""
+    `eta` (an emergent task's threshold) sets the cut: fit above eta, predict at and below it. Else
+    `cut`, else the 1/3 quantile of the distinct losses. The fits are deterministic; `seed` is accepted
+    so every per-task analysis takes the same arguments."""
     task = str(sub["task"].iloc[0]) if "task" in sub and len(sub) else ""
     metric = str(sub["metric"].iloc[0]) if "metric" in sub and len(sub) else ""
     x = sub["loss"].to_numpy(float)
@@ -187,8 +194,9 @@ def backtest(sub: pd.DataFrame, *, cut: float | None = None, seed: int = 0) -> B
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
     n_items = sub["n"].to_numpy(float)[ok] if "n" in sub else np.full(len(x), np.nan)
-    value_range = float(np.ptp(y)) if len(y) else 0.0
-    if cut is None:
+    if eta is not None and np.isfinite(eta):
+        cut, rule = float(eta), "eta (the emergence threshold)"
+    elif cut is None:
         distinct = np.unique(x)
         cut = float(np.quantile(distinct, CUT_QUANTILE)) if len(distinct) else np.nan
         rule = f"{CUT_QUANTILE:.3g} quantile of the distinct losses"
@@ -196,6 +204,7 @@ def backtest(sub: pd.DataFrame, *, cut: float | None = None, seed: int = 0) -> B
         rule = "given"
     fit, test = x > cut, x <= cut
     n_fit, n_test = int(fit.sum()), int(test.sum())
+    value_range = float(np.ptp(y[fit])) if n_fit else 0.0   # the fit set's range: held-out points set no yardstick
     base = dict(task=task, metric=metric, cut=float(cut), cut_rule=rule, n_fit=n_fit, n_test=n_test,
                 value_range=value_range)
     if n_fit < 3 or n_test < 1 or np.unique(x[fit]).size < 3:
@@ -210,18 +219,115 @@ def backtest(sub: pd.DataFrame, *, cut: float | None = None, seed: int = 0) -> B
         pred = np.clip(pred, 0.0, 1.0)
     err = np.abs(pred - y[test])
     noise = float(np.sqrt(ssr / max(n_fit - k, 1)))
-    n_test_items = n_items[test]
-    if is_binomial(metric) and np.all(np.isfinite(n_test_items) & (n_test_items > 0)):
-        p = np.clip(y[test], 0.0, 1.0)
-        noise = max(noise, float(np.sqrt(np.mean(p * (1 - p) / n_test_items))))
+    n_fit_items = n_items[fit]
+    if is_binomial(metric) and np.all(np.isfinite(n_fit_items) & (n_fit_items > 0)):
+        # Root mean square of each point's own binomial SD, not divided by sqrt(points): checkpoints
+        # scored on the same items share their item sample, so averaging does not shrink this noise.
+        p = np.clip(y[fit], 0.0, 1.0)
+        noise = max(noise, float(np.sqrt(np.mean(p * (1 - p) / n_fit_items))))
     tolerance = max(NOISE_MULTIPLE * noise, RANGE_FRACTION * value_range)
     mae = float(err.mean())
     verdict = "predictable" if mae <= tolerance else "not_predictable"
     reason = (f"held-out MAE {mae:.3g} {'<=' if mae <= tolerance else '>'} tolerance {tolerance:.3g} "
-              f"= max({NOISE_MULTIPLE:g} x noise, {RANGE_FRACTION:g} x range)")
+              f"= max({NOISE_MULTIPLE:g} x noise, {RANGE_FRACTION:g} x range), both from the fit set")
     return BacktestResult(verdict=verdict, form=form, params=params, mae=mae, max_error=float(err.max()),
                           tolerance=float(tolerance), noise=noise, reason=reason, test_loss=x[test],
                           test_value=y[test], test_pred=pred, **base)
+
+
+# --- where an ability appears: eta through the scaling law -----------------------------------------
+
+TOKENS_PER_PARAM = 20.0   # Chinchilla-optimal budget: D = 20 N
+
+
+@dataclasses.dataclass(frozen=True)
+class EmergenceScale:
+    """The model size N (and compute C = 6 N D, D = tokens_per_param x N) at which the fitted law's loss
+    L(N, D) reaches an emergent task's eta: the paper's Eq. 5 with the Chinchilla law in place of Eq. 4."""
+
+    task: str
+    metric: str
+    eta: float
+    tokens_per_param: float
+    params: float | None          # N with L(N, tokens_per_param N) = eta; None if the law never gets there
+    tokens: float | None
+    compute: float | None
+    params_ci: tuple | None       # from eta's interval (its upper end gives the smaller N), point law
+    compute_ci: tuple | None
+    params_ci_with_law: tuple | None   # the same ends through every bootstrap refit of the law (2.5-97.5%)
+    compute_ci_with_law: tuple | None
+    reason: str = ""
+
+    def summary(self) -> str:
+        if self.params is None:
+            return f"onset {self.task}/{self.metric}: {self.reason}"
+
+        def ci(c):
+            return f" [{c[0]:.3g}, {c[1]:.3g}]" if c else ""
+        return (f"onset {self.task}/{self.metric}: loss reaches eta {self.eta:.4g} at N {self.params:.3g}"
+                f"{ci(self.params_ci)} (with the law's bootstrap{ci(self.params_ci_with_law) or ' -'}), "
+                f"D = {self.tokens_per_param:g} N, compute {self.compute:.3g}{ci(self.compute_ci)} FLOPs")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        for k in ("params_ci", "compute_ci", "params_ci_with_law", "compute_ci_with_law"):
+            d[k] = list(d[k]) if d[k] else None
+        return d
+
+
+def size_at_loss(law_params: np.ndarray, eta: np.ndarray, tokens_per_param: float) -> np.ndarray:
+    """N solving E + A/N^alpha + B/(k N)^beta = eta for each row (A, B, E, alpha, beta) and eta (broadcast):
+    bisection in log N over [1, 1e30] (L falls monotonically in N); NaN where eta <= E (never reached) or
+    even N = 1 is below eta."""
+    A, B, E, alpha, beta = (np.asarray(law_params, float)[..., i] for i in range(5))
+    eta = np.asarray(eta, float)
+
+    def loss(logn):
+        return E + A * np.exp(-alpha * logn) + B * np.exp(-beta * (logn + np.log(tokens_per_param)))
+
+    lo, hi = np.zeros(np.broadcast(A, eta).shape), np.full(np.broadcast(A, eta).shape, np.log(1e30))
+    ok = (loss(lo) > eta) & (loss(hi) < eta)
+    for _ in range(80):  # interval of 69 nats halved 80 times: far below float precision
+        mid = (lo + hi) / 2
+        above = loss(mid) > eta
+        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+    return np.where(ok, np.exp((lo + hi) / 2), np.nan)
+
+
+def emergence_scale(law, task: str, metric: str, eta: float, eta_ci=None, *,
+                    tokens_per_param: float = TOKENS_PER_PARAM) -> EmergenceScale:
+    """Where an emergent ability appears in model size and compute, from its eta and a fitted Chinchilla
+    law (`scaling.ChinchillaFit`). Intervals: eta's interval through the point law, and through each of
+    the law's bootstrap refits (`law.samples`) when it has them."""
+    point = np.array([law.A, law.B, law.E, law.alpha, law.beta])
+    n = float(size_at_loss(point, eta, tokens_per_param))
+    base = dict(task=task, metric=metric, eta=float(eta), tokens_per_param=float(tokens_per_param))
+    if not np.isfinite(n):
+        why = (f"never: eta {eta:.4g} is at or below the law's irreducible loss E {law.E:.4g}" if eta <= law.E
+               else f"eta {eta:.4g} is above the law's loss at N = 1")
+        return EmergenceScale(**base, params=None, tokens=None, compute=None, params_ci=None, compute_ci=None,
+                              params_ci_with_law=None, compute_ci_with_law=None, reason=why)
+
+    def compute(N):
+        return 6.0 * tokens_per_param * np.asarray(N, float) ** 2
+
+    params_ci = ci_law = None
+    if eta_ci is not None and all(v is not None and np.isfinite(v) for v in eta_ci):
+        ends = size_at_loss(point, np.array([max(eta_ci), min(eta_ci)]), tokens_per_param)  # high eta: small N
+        params_ci = (float(ends[0]), float(ends[1])) if np.isfinite(ends[0]) else None
+        if params_ci is not None and not np.isfinite(ends[1]):
+            params_ci = (float(ends[0]), float("inf"))
+        samples = getattr(law, "samples", None)
+        if samples is not None and len(samples):
+            lo = size_at_loss(samples, max(eta_ci), tokens_per_param)
+            hi = size_at_loss(samples, min(eta_ci), tokens_per_param)
+            hi = np.where(np.isnan(hi) & np.isfinite(lo), np.inf, hi)  # eta's low end never reached: no bound
+            if np.isfinite(lo).sum() >= 10:
+                ci_law = (float(np.nanquantile(lo, 0.025)), float(np.nanquantile(hi, 0.975)))
+    return EmergenceScale(**base, params=n, tokens=tokens_per_param * n, compute=float(compute(n)),
+                          params_ci=params_ci, compute_ci=tuple(map(float, compute(params_ci))) if params_ci else None,
+                          params_ci_with_law=ci_law,
+                          compute_ci_with_law=tuple(map(float, compute(ci_law))) if ci_law else None)
 
 
 # --- two-step prediction (Bhagia et al. 2024) -------------------------------------------------------

@@ -11,6 +11,11 @@ The improvement is the relative drop in cross-validated squared error, 1 - MSE_w
 per-run errors); its p-value permutes z across runs (each run keeps its own checkpoint pattern of z,
 shifted to another run's level) and recomputes the cross-validated improvement.
 
+"Loss alone explains performance" (`holds`) is an equivalence claim, so it is tested as one: the effect
+of doubling N (or D) at equal loss, from y ~ spline(loss) + b z in normalised units, must have its 90%
+interval over runs inside +-margin (two one-sided tests); a significant effect outside it fails, and
+anything else (too few runs, too little power) is inconclusive, never "holds".
+
 The same machinery with x = -log C (compute C = 6ND) asks whether compute collapses the runs: the paper
 found it does not (at equal compute, size still matters), while loss does. `r2_loss` and `r2_compute`
 say how much of the variance a monotone function of each axis explains out of sample.
@@ -22,6 +27,8 @@ import dataclasses
 
 import numpy as np
 import pandas as pd
+from scipy import stats
+from scipy.interpolate import BSpline
 
 from losslens.analysis import stats as st
 from losslens.analysis.result import Result
@@ -37,6 +44,12 @@ class SameLossConfig:
     alpha: float = 0.05
     max_iter: int = 30         # root-finding steps for b
     min_runs: int = 4          # fewer runs than this: no test (nothing to hold out)
+    # Equivalence (TOST): "loss alone explains performance" is shown when the 1 - 2 x equivalence_alpha
+    # bootstrap interval of each covariate's effect lies inside +-margin. The effect is the change in
+    # performance per doubling of N (or D) at equal loss, b ln 2 in y ~ spline(loss) + b z, in
+    # normalised units (chance 0, perfect 1): margin 0.01 = one point of that scale per doubling.
+    margin: float = 0.01
+    equivalence_alpha: float = 0.05
 
 
 def _normalised(sub: pd.DataFrame) -> np.ndarray:
@@ -177,17 +190,30 @@ class CovariateTest:
     mse_with: float
     coef: float                                # b on the whole data (per unit of the covariate)
     significant: bool
+    # the equivalence test (loss axis only; None on the compute axis or without a bootstrap)
+    effect: float | None = None                # per doubling of the covariate at equal loss, normalised
+    effect_ci: tuple[float, float] | None = None   # its 1 - 2 alpha bootstrap interval over runs (TOST)
+    margin: float | None = None
+    equivalent: bool | None = None             # effect_ci inside +-margin
+    power: float | None = None                 # chance of showing equivalence were the true effect 0
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["ci"] = list(self.ci) if self.ci else None
+        d["effect_ci"] = list(self.effect_ci) if self.effect_ci else None
         return d
 
     def line(self) -> str:
         ci = f"[{self.ci[0]:+.3f}, {self.ci[1]:+.3f}]" if self.ci else "[-]"
         p = "-" if self.p_value is None else f"{self.p_value:.3f}"
-        return (f"{self.axis} + {self.name}: improvement {self.improvement:+.3f} {ci}, p {p}, "
-                f"coef {self.coef:+.3g}{'  *' if self.significant else ''}")
+        out = (f"{self.axis} + {self.name}: improvement {self.improvement:+.3f} {ci}, p {p}, "
+               f"coef {self.coef:+.3g}{'  *' if self.significant else ''}")
+        if self.effect is not None:
+            eci = f"[{self.effect_ci[0]:+.3f}, {self.effect_ci[1]:+.3f}]" if self.effect_ci else "[-]"
+            pw = "-" if self.power is None else f"{self.power:.2f}"
+            verdict = {True: "equivalent", False: "not shown equivalent"}.get(self.equivalent, "untested")
+            out += f"; effect {self.effect:+.3f} {eci} vs +-{self.margin:g}: {verdict} (power {pw})"
+        return out
 
 
 @dataclasses.dataclass(repr=False)
@@ -203,7 +229,9 @@ class SameLossResult(Result):
     r2_loss: float | None            # out-of-sample R^2 of a monotone f(loss)
     r2_compute: float | None         # ... of a monotone f(log compute)
     tests: list[CovariateTest]
-    holds: bool | None               # True: neither N nor D adds significantly beyond loss
+    holds: bool | None               # True: equivalence shown (each effect of N, D within the margin);
+                                     # False: one adds significantly and is not equivalent; None: untested
+                                     # or inconclusive (underpowered: see `reason`)
     compute_excess: float | None     # CV error of f(compute) over that of f(loss), minus 1 (> 0: loss is better)
     compute_excess_ci: tuple[float, float] | None
     compute_collapses: bool | None   # False: compute fits held-out runs significantly worse than loss,
@@ -250,7 +278,7 @@ class SameLossResult(Result):
             return "-" if v is None else f"{v:+.3f}"
 
         lines = [f"{self.task} / {self.metric}: same-loss "
-                 f"{'holds' if self.holds else 'fails' if self.holds is False else 'untested'}"
+                 f"{'holds' if self.holds else 'fails' if self.holds is False else 'not shown'}"
                  f" ({self.n_points} points, {self.n_runs} runs)",
                  f"  loss:    spearman {f(self.spearman)}  pearson {f(self.pearson)}  CV R^2 {f(self.r2_loss)}",
                  f"  compute: spearman {f(self.spearman_compute)}  pearson {f(self.pearson_compute)}  "
@@ -269,12 +297,14 @@ class SameLossResult(Result):
 
 
 def covariate_test(axis_name, x, y, z, name, codes, n_groups, folds: Folds, base_err, cfg: SameLossConfig,
-                   rng: np.random.Generator) -> CovariateTest:
+                   rng: np.random.Generator, *, scale: float | None = None) -> CovariateTest:
+    """The cross-validated improvement (interval, permutation p) of adding z; with `scale` (the
+    metric's chance-to-perfect distance) also the equivalence test of its effect."""
     err = folds.errors(y, z, max_iter=cfg.max_iter)
     imp = _improvement(base_err, err)
     e0 = np.bincount(codes, weights=base_err, minlength=n_groups)
     e1 = np.bincount(codes, weights=err, minlength=n_groups)
-    ci = None
+    ci = c = None
     if cfg.bootstrap > 0:
         c = st.bootstrap_group_counts(n_groups, cfg.bootstrap, rng)
         s0 = c @ e0
@@ -295,8 +325,88 @@ def covariate_test(axis_name, x, y, z, name, codes, n_groups, folds: Folds, base
         p = hits / done if hits >= cfg.stop_after else (1 + hits) / (1 + done)
     coef = fit_partial(x, y, z, max_iter=cfg.max_iter)
     significant = (p is None or p < cfg.alpha) and (ci is None or ci[0] > 0) and imp > 0
-    return CovariateTest(axis_name, name, imp, ci, p, float(base_err.mean()), float(err.mean()), coef,
+    test = CovariateTest(axis_name, name, imp, ci, p, float(base_err.mean()), float(err.mean()), coef,
                          bool(significant))
+    if scale is not None:
+        equivalence(test, x, y, z, codes, c, cfg, scale)
+    return test
+
+
+def spline_basis(x: np.ndarray, knots: int = 4) -> np.ndarray:
+    """Cubic B-spline basis of x with `knots` interior knots at its quantiles (columns sum to 1)."""
+    lo, hi = float(x.min()), float(x.max())
+    inner = np.unique(np.quantile(x, np.linspace(0, 1, knots + 2)[1:-1]))
+    t = np.r_[[lo] * 4, inner[(inner > lo) & (inner < hi)], [hi] * 4]
+    return BSpline.design_matrix(np.clip(x, lo, hi), t, 3).toarray()
+
+
+def effect_per_doubling(x, y, z, weights: np.ndarray) -> np.ndarray:
+    """b in y ~ spline(x) + b z by weighted least squares, for each row of `weights` (B, n), times ln 2.
+    A smooth f, unlike the isotonic one, leaves b identified in every resample: an isotonic f can absorb
+    z wherever runs do not overlap in loss, and b is then any value of an interval."""
+    X = np.column_stack([spline_basis(x), z - z.mean()])
+    n, k = X.shape
+    # X'WX and X'Wy for every resample at once: two matrix products over the rows.
+    XtWX = (weights @ (X[:, :, None] * X[:, None, :]).reshape(n, k * k)).reshape(-1, k, k)
+    XtWy = weights @ (X * y[:, None])
+    ev = np.linalg.eigvalsh(XtWX)
+    ok = ev[:, 0] > 1e-10 * np.maximum(ev[:, -1], 1e-300)  # a resample with one level of z (or too few
+    out = np.full(len(weights), np.nan)                     # losses) says nothing about b
+    if ok.any():
+        out[ok] = np.linalg.solve(XtWX[ok], XtWy[ok][:, :, None])[:, -1, 0]
+    return out * np.log(2.0)
+
+
+def equivalence(test: CovariateTest, x, y, z, codes, counts, cfg: SameLossConfig, scale: float) -> None:
+    """Two one-sided tests (Schuirmann 1987) on the effect per doubling of the covariate at equal loss,
+    in normalised units (b ln 2 / scale, b from y ~ spline(loss) + b z): equivalent when its
+    1 - 2 alpha interval lies inside +-margin. The interval resamples runs whole (the same resamples as
+    the improvement's): checkpoints of one run, scored on the same items, are not independent, so the
+    run is the unit. Power: the chance that an estimate with this spread shows equivalence when the
+    true effect is 0, 2 Phi(margin / se - z_{1-alpha}) - 1."""
+    test.margin = cfg.margin
+    test.effect = float(effect_per_doubling(x, y, z, np.ones((1, len(y))))[0] / scale)
+    if counts is None or not np.isfinite(test.effect):
+        return
+    boot = effect_per_doubling(x, y, z, counts[:, codes]) / scale
+    test.effect_ci = st.percentile_ci(boot, 1 - 2 * cfg.equivalence_alpha)
+    finite = boot[np.isfinite(boot)]
+    if test.effect_ci is None or len(finite) < max(10, len(boot) // 2):
+        test.effect_ci = None  # most resamples cannot estimate the effect: no interval to trust
+        return
+    test.equivalent = bool(-cfg.margin < test.effect_ci[0] and test.effect_ci[1] < cfg.margin)
+    se = float(np.std(finite, ddof=1))
+    z_a = float(stats.norm.isf(cfg.equivalence_alpha))
+    test.power = float(max(0.0, 2 * stats.norm.cdf(cfg.margin / se - z_a) - 1)) if se > 0 else 1.0
+
+
+def _scale(sub: pd.DataFrame) -> float:
+    """The metric's chance-to-perfect distance (normalised units), or its observed range without a chance."""
+    chance = pd.to_numeric(sub["chance"], errors="coerce").iloc[0] if "chance" in sub.columns else np.nan
+    hib = bool(sub["higher_is_better"].iloc[0]) if "higher_is_better" in sub.columns else True
+    perfect = pd.to_numeric(sub["perfect"], errors="coerce").iloc[0] if "perfect" in sub.columns else np.nan
+    perfect = (1.0 if hib else 0.0) if not np.isfinite(perfect) else float(perfect)
+    scale = abs(perfect - chance) if np.isfinite(chance) else float(np.ptp(sub["value"].to_numpy(float)))
+    return scale if scale > 0 else 1.0
+
+
+def _holds(loss_tests: list[CovariateTest], cfg: SameLossConfig) -> tuple[bool | None, str]:
+    """Equivalence shown for every covariate: holds; one significant and not equivalent: fails; else
+    not shown (inconclusive, with the power that says why)."""
+    if not loss_tests:
+        return None, "no covariate varies (one model size and one token count)"
+    if all(t.equivalent for t in loss_tests):
+        return True, ""
+    if any(t.significant and not t.equivalent for t in loss_tests):
+        return False, ""
+    open_ = [t for t in loss_tests if not t.equivalent]
+    parts = []
+    for t in open_:
+        eci = f"[{t.effect_ci[0]:+.3f}, {t.effect_ci[1]:+.3f}]" if t.effect_ci else "no interval"
+        pw = "-" if t.power is None else f"{t.power:.2f}"
+        parts.append(f"{t.name} effect {t.effect:+.3f} {eci} (power {pw})")
+    return None, (f"inconclusive: equivalence within +-{cfg.margin:g} not shown for " + "; ".join(parts)
+                  + " - more runs (sizes, budgets) or items would settle it")
 
 
 def analyze_same_loss(sub: pd.DataFrame, cfg: SameLossConfig | None = None, *, seed: int = 0) -> SameLossResult:
@@ -323,6 +433,7 @@ def analyze_same_loss(sub: pd.DataFrame, cfg: SameLossConfig | None = None, *, s
     var = float(((y - y.mean()) ** 2).mean())
     tests = []
     r2, run_err = {}, {}
+    scale = _scale(sub)
     for axis_name, x, covariates in (("loss", loss, (("log_params", logn), ("log_tokens", logd))),
                                      ("compute", -logc, (("log_params", logn),))):
         folds = Folds(x, fold_of)
@@ -332,7 +443,8 @@ def analyze_same_loss(sub: pd.DataFrame, cfg: SameLossConfig | None = None, *, s
         for name, z in covariates:
             if np.ptp(z) == 0:
                 continue  # one size only: nothing to test
-            tests.append(covariate_test(axis_name, x, y, z, name, codes, n_groups, folds, base_err, cfg, rng))
+            tests.append(covariate_test(axis_name, x, y, z, name, codes, n_groups, folds, base_err, cfg, rng,
+                                        scale=scale if axis_name == "loss" else None))
     # Does compute collapse the runs as well as loss does? Compare the two axes' held-out errors,
     # paired by run, with a bootstrap over runs.
     e_loss, e_comp = run_err["loss"], run_err["compute"]
@@ -342,10 +454,10 @@ def analyze_same_loss(sub: pd.DataFrame, cfg: SameLossConfig | None = None, *, s
         c = st.bootstrap_group_counts(n_groups, cfg.bootstrap, rng)
         s_loss = c @ e_loss
         excess_ci = st.percentile_ci((c @ e_comp) / np.where(s_loss > 0, s_loss, np.nan) - 1, cfg.level)
-    loss_tests = [t for t in tests if t.axis == "loss"]
+    holds, reason = _holds([t for t in tests if t.axis == "loss"], cfg)
     compute_worse = excess_ci is not None and excess_ci[0] > 0
-    return SameLossResult(**base, r2_loss=r2["loss"], r2_compute=r2["compute"], tests=tests,
-                          holds=not any(t.significant for t in loss_tests) if loss_tests else None,
+    return SameLossResult(**base, r2_loss=r2["loss"], r2_compute=r2["compute"], tests=tests, holds=holds,
                           compute_excess=excess, compute_excess_ci=excess_ci,
                           compute_collapses=not (compute_worse or any(t.significant for t in tests
-                                                                      if t.axis == "compute")))
+                                                                      if t.axis == "compute")),
+                          reason=reason)

@@ -36,7 +36,7 @@ BINOMIAL_METRICS = {"acc", "accuracy", "acc_norm", "exact_match", "em", "top1", 
 # Metrics whose value must lie in [0, 1].
 PROPORTION_METRICS = BINOMIAL_METRICS | {
     "correct_choice_prob", "correctchoiceprob", "brier_mean", "per_token_acc", "token_acc", "f1",
-    "error", "err", "top1_error",
+    "error", "err", "top1_error", "soft_choice_prob",
 }
 # Metrics where lower is better, unless a `higher_is_better` column says otherwise.
 LOWER_IS_BETTER = {

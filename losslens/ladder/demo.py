@@ -12,7 +12,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from losslens.fmt import num
+STATUS_STYLE = {"holds": "green", "fails": "red", "not testable here": "yellow"}
 
 
 def register(sub) -> None:
@@ -43,11 +43,10 @@ def demo_config(*, quick: bool = False, seed: int = 0):
 
 def run(args) -> int:
     from rich.console import Console
-    from rich.table import Table
 
     from losslens.errors import InputError
     from losslens.ladder.run import run_ladder
-    from losslens.report.html import CLAIMS
+    from losslens.report.claims import headline
 
     if args.seed < 0:
         raise InputError(None, f"must be >= 0, got {args.seed}", field="--seed")
@@ -60,13 +59,9 @@ def run(args) -> int:
     console = Console(highlight=False)
     t0 = time.perf_counter()
     result = run_ladder(cfg, out, executor=args.executor, quiet=args.quiet, console=console)
-    summary = result.study.summary
-    table = Table("claim", "holds", "evidence", title=f"the paper's claims on this ladder (seed {args.seed})")
-    for key, label, _ in CLAIMS:
-        claim = summary.get(key, {})
-        table.add_row(label, "[green]yes[/]" if claim.get("holds") else "[red]no[/]", evidence(key, claim))
-    console.print(table)
-    console.print(f"all claims hold: {'yes' if summary.get('all_hold') else 'no'}; "
+    study = result.study
+    console.print(claims_table(study.claims, f"the paper's claims on this ladder (seed {args.seed})"))
+    console.print(f"{headline(study.claims)} all claims hold: {'yes' if study.summary.get('all_hold') else 'no'}; "
                   f"{time.perf_counter() - t0:.0f} s")
     console.print(f"summary: {Path(out) / 'summary.json'}")
     if result.report is not None:
@@ -74,32 +69,15 @@ def run(args) -> int:
     return 0
 
 
-def evidence(key: str, claim: dict) -> str:
-    """One line of evidence for a claim of summary.json."""
-    def eta(b):
-        if not b or b.get("eta") is None:
-            return "-"
-        ci = b.get("eta_ci") or [None, None]
-        return f"{b['metric']} eta {b['eta']:.3g} [{num(ci[0])}, {num(ci[1])}]"
+def claims_table(claims, title: str):
+    """The claims as a rich table: the rows of `report.claims.claim_rows`, as on the HTML report."""
+    from rich.markup import escape
+    from rich.table import Table
 
-    if key == "a_smooth":
-        return ", ".join(claim.get("smooth", [])[:4]) or "no smooth task"
-    if key == "b_emergent":
-        if not claim.get("task"):
-            return "no task emergent under both kinds of metric"
-        shown = [claim.get("discontinuous"), *claim.get("continuous", [])[:1]]
-        return f"{claim['task']}: " + "; ".join(eta(b) for b in shown)
-    if key == "c_same_loss":
-        tasks = claim.get("tasks", [])
-        held = sum(bool(t.get("same_loss_holds")) for t in tasks)
-        apart = sum(t.get("compute_collapses") is False for t in tasks)
-        return f"loss explains {held}/{len(tasks)} smooth metrics; compute fails to collapse {apart}/{len(tasks)}"
-    if key == "d_backtest":
-        bt = claim.get("emergent", {})
-        verdicts = ", ".join(f"{k}: {(v or {}).get('verdict', '-')}" for k, v in list(bt.items())[:2])
-        return f"{verdicts or 'no emergent task'}; predictable smooth: {len(claim.get('smooth_predictable', []))}"
-    if key == "e_other_genres":
-        return "; ".join(eta(b) for b in [claim.get("discontinuous"), *claim.get("continuous", [])[:1]] if b) or "-"
-    return ""
+    from losslens.report.claims import claim_rows
 
-
+    table = Table("claim", "verdict", "evidence", title=title)
+    for row in claim_rows(claims):
+        style = STATUS_STYLE.get(row.status, "dim")
+        table.add_row(row.label, f"[{style}]{row.status}[/]", escape("; ".join(row.evidence)))
+    return table

@@ -25,7 +25,8 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from losslens.analysis.study import run_study
-    from losslens.report.html import CLAIMS, write_report
+    from losslens.report.claims import claim_rows
+    from losslens.report.html import write_report
 
     settings = analysis_settings(args)
     if args.world is not None and not (Path(args.world) / "world.json").is_file():
@@ -36,8 +37,7 @@ def run(args: argparse.Namespace) -> int:
     study = run_study(args.db, world_dir=args.world, **settings)
     study.write_summary(out / "summary.json")
     index = write_report(out, study, title=args.title)
-    for key, label, _ in CLAIMS:
-        holds = (study.summary.get(key) or {}).get("holds")
-        print(f"{label:<18} {'holds' if holds else 'fails' if holds is False else '-'}")
+    for row in claim_rows(study.claims):
+        print(f"{row.label:<18} {row.status}" + (f" ({row.evidence[-1]})" if row.status != "holds" else ""))
     print(f"wrote {index}")
     return 0

@@ -19,24 +19,14 @@ from pathlib import Path
 from losslens import __version__
 from losslens.fmt import interval, num
 from losslens.io import write_text
+from losslens.report.claims import claim_rows, headline
 from losslens.report.figures import Figure, write_study_figures
 
-CLAIMS = (  # key in summary.json, label, what it claims (docs/demo.md)
-    ("a_smooth", "(a) smooth", "at least one task improves smoothly as the loss falls"),
-    ("b_emergent", "(b) emergent",
-     "one task is emergent under its discontinuous metric and under a continuous one"),
-    ("c_same_loss", "(c) same loss",
-     "for the smooth tasks, neither model size nor tokens add beyond loss, and compute does not collapse the runs"),
-    ("d_backtest", "(d) backtest",
-     "the emergent task is not predictable from the higher-loss checkpoints; a smooth one is"),
-    ("e_other_genres", "(e) other genres",
-     "the emergent verdict of (b) also holds with the loss on the other genres as the x-axis"),
-)
 AXIS_CAPTIONS = {"loss": "against the validation loss", "other": "against the loss on the other genres",
                  "compute": "against compute 6ND", "scaling-tokens": "loss against tokens, with the fitted law",
                  "scaling-compute": "loss against compute, with the fitted law and its compute-optimal frontier"}
 BADGES = {"emergent", "smooth", "not_emerged", "inconclusive", "holds", "fails", "untested", "missing",
-          "predictable", "not_predictable"}
+          "predictable", "not_predictable", "not testable here"}
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2328;background:#fafbfc}
@@ -53,7 +43,7 @@ tbody tr{background:#fff}tbody tr:nth-child(even){background:#f7f9fa}
 .badge{display:inline-block;padding:0 7px;border-radius:9px;font-size:12px;font-weight:600;white-space:nowrap}
 .b-emergent,.b-fails,.b-not_predictable{background:#fde2e1;color:#a11}
 .b-smooth,.b-holds,.b-predictable{background:#dff3e4;color:#15652f}
-.b-not_emerged,.b-untested,.b-missing{background:#eceff1;color:#555}.b-inconclusive{background:#fff1cc;color:#7a5b00}
+.b-not_emerged,.b-untested,.b-missing,.b-not-testable-here{background:#eceff1;color:#555}.b-inconclusive{background:#fff1cc;color:#7a5b00}
 .sig{font-weight:700}ul.tight{margin:0;padding-left:1.1em}
 .figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:10px}
 figure{margin:0;background:#fff;border:1px solid #dde3e8;padding:4px}figure img{width:100%;height:auto;display:block}
@@ -82,12 +72,13 @@ def _tag(name: str, content, **attrs) -> Html:
 
 def _badge(text) -> Html:
     text = str(text)
-    kind = text if text in BADGES else "missing"
+    kind = (text if text in BADGES else "missing").replace(" ", "-")
     return Html(f'<span class="badge b-{kind}">{escape(text.replace("_", " "))}</span>')
 
 
 def _holds(value) -> Html:
-    return _badge({True: "holds", False: "fails"}.get(value, "untested"))
+    """The same-loss verdict: null is "not shown" (too few runs, or equivalence underpowered; see the note)."""
+    return _badge({True: "holds", False: "fails"}.get(value, "inconclusive"))
 
 
 def _table(headers, rows, numeric: set[int] = frozenset()) -> Html:
@@ -106,103 +97,15 @@ def _list(items) -> Html:
 # ---------------------------------------------------------------- the claims
 
 
-def _brief(b) -> Html:
-    """One line of a (task, metric) verdict's evidence from summary.json."""
-    if not isinstance(b, dict):
-        return _generic(b)
-    parts = [f"{b.get('task', '?')}/{b.get('metric', '?')}: ", _badge(b.get("verdict", "missing"))]
-    if b.get("eta") is not None:
-        parts.append(f" eta {num(b['eta'], '.4g')} {interval(b.get('eta_ci'), '.4g')}")
-    if b.get("delta_bic") is not None:
-        parts.append(f", delta BIC {num(b['delta_bic'], '.1f')}")
-    return _join(parts)
-
-
-def _covariate(c) -> str:
-    """'+0.012 (p 0.45)' for a size/tokens-beyond-loss entry of summary.json."""
-    if not isinstance(c, dict):
-        return "-"
-    star = " *" if c.get("significant") else ""
-    return f"{num(c.get('improvement'), '+.3f')} (p {num(c.get('p'), '.3g')}){star}"
-
-
 def _yes_no(v) -> str:
     return {True: "yes", False: "no"}.get(v, "-")
 
 
-def _backtest_line(name, bt) -> Html:
-    if not isinstance(bt, dict):
-        return _join([f"{name}: no backtest"])
-    return _join([f"{name}: ", _badge(bt.get("verdict", "missing")),
-                  f" MAE {num(bt.get('mae'))} vs tolerance {num(bt.get('tolerance'))}"])
-
-
-def _generic(obj) -> Html:
-    """Readable nested lists for evidence of a shape this page does not know."""
-    if isinstance(obj, dict):
-        return Html("<ul class=tight>" + "".join(f"<li><b>{escape(str(k))}</b>: {_generic(v)}</li>"
-                                                 for k, v in obj.items()) + "</ul>")
-    if isinstance(obj, list):
-        return _list(_generic(v) for v in obj) if obj else Html("none")
-    if isinstance(obj, float):
-        return Html(escape(num(obj, ".4g")))
-    return Html(escape("-" if obj is None else str(obj)))
-
-
-def _claim_evidence(key: str, claim: dict) -> Html:
-    """The evidence of one claim: the keys this page knows, pretty; any others, generic."""
-    lines, known = [], {"holds"}
-
-    def take(k):
-        known.add(k)
-        return claim.get(k)
-
-    if key == "a_smooth":
-        lines.append(_join(["smooth: ", ", ".join(take("smooth") or []) or "none"]))
-    elif key in ("b_emergent", "e_other_genres"):
-        if take("task") is not None:
-            lines.append(_join(["task: ", claim["task"]]))
-        if take("axis") is not None:
-            lines.append(_join(["x-axis: ", claim["axis"]]))
-        disc, cont = take("discontinuous"), take("continuous") or []
-        lines.append(_join(["discontinuous metric: ", _brief(disc) if disc else "none"]))
-        lines.append(_join(["continuous metric(s): ", _list(_brief(c) for c in cont) if cont else "none"]))
-    elif key == "c_same_loss":
-        rows = [[f"{t.get('task')}/{t.get('metric')}", _holds(t.get("same_loss_holds")),
-                 _covariate(t.get("size_beyond_loss")), _covariate(t.get("tokens_beyond_loss")),
-                 _yes_no(t.get("compute_collapses"))] for t in take("tasks") or [] if isinstance(t, dict)]
-        lines.append(_table(["smooth task", "same loss", "size beyond loss", "tokens beyond loss",
-                             "compute collapses"], rows) if rows else Html("no smooth task could be tested"))
-    elif key == "d_backtest":
-        emergent = take("emergent") or {}
-        lines.append(_join(["emergent: ", _list(_backtest_line(k, v) for k, v in emergent.items())
-                            if emergent else "none"]))
-        lines.append(_join(["smooth and predictable: ", ", ".join(take("smooth_predictable") or []) or "none"]))
-    rest = {k: v for k, v in claim.items() if k not in known}
-    if rest:
-        lines.append(_generic(rest))
-    return Html("".join(f"<div>{line}</div>" for line in lines))
-
-
-def claims_section(summary: dict) -> Html:
-    summary = summary if isinstance(summary, dict) else {}
-    rows, decided = [], 0
-    for key, label, text in CLAIMS:
-        claim = summary.get(key)
-        if not isinstance(claim, dict):
-            rows.append([label, text, _badge("missing"), "not in the summary"])
-            continue
-        decided += claim.get("holds") is True
-        rows.append([label, text, _holds(claim.get("holds")), _claim_evidence(key, claim)])
-    extra = {k: v for k, v in summary.items() if k not in {c[0] for c in CLAIMS} | {"all_hold", "verdicts"}}
-    for k, v in extra.items():
-        rows.append([k, "", _holds(v.get("holds")) if isinstance(v, dict) else "", _generic(v)])
-    verdict = summary.get("all_hold")
-    head = ("All five claims hold." if verdict is True else
-            f"{decided} of {len(CLAIMS)} claims hold." if verdict is False else
-            f"{decided} of {len(CLAIMS)} claims hold (the summary does not say whether all do).")
-    raw = json.dumps(summary, indent=2, sort_keys=False)
-    return _join([_tag("h2", "The paper's claims", id="claims"), _tag("p", head),
+def claims_section(study) -> Html:
+    """The claims as `report.claims` renders them for every front end (the demo's table is the same rows)."""
+    rows = [[r.label, r.text, _badge(r.status), _list(r.evidence)] for r in claim_rows(study.claims)]
+    raw = json.dumps(study.summary, indent=2, sort_keys=False)
+    return _join([_tag("h2", "The paper's claims", id="claims"), _tag("p", headline(study.claims)),
                   _table(["claim", "what it says", "verdict", "evidence"], rows),
                   Html(f"<details><summary>summary.json</summary><pre>{escape(raw)}</pre></details>")])
 
@@ -274,6 +177,10 @@ def _test(s, axis, name) -> Html:
         return Html("-")
     p = num(t.p_value, ".3g")
     text = escape(f"{t.improvement:+.3f}") + f"<br><small>{escape(interval(t.ci, '+.3f'))} p {escape(p)}</small>"
+    if t.effect is not None:  # the equivalence test: effect per doubling, its 90% interval, the margin
+        verdict = {True: "equivalent", False: "not equivalent"}.get(t.equivalent, "no interval")
+        text += (f"<br><small>effect {escape(num(t.effect, '+.3f'))} {escape(interval(t.effect_ci, '+.3f'))}/doubling "
+                 f"vs &plusmn;{escape(num(t.margin, 'g'))}: {verdict}, power {escape(num(t.power, '.2f'))}</small>")
     return Html(f'<span class="sig">{text} *</span>' if t.significant else text)
 
 
@@ -289,7 +196,11 @@ def same_loss_section(study) -> Html:
     return _join([_tag("h2", "The same-loss test", id="same-loss"),
                   _tag("p", "Improvement of the cross-validated error (runs held out whole) from adding log N "
                        "or log D to a monotone function of loss: 1 - MSE_with / MSE_loss, with its 95% bootstrap "
-                       "interval over runs and a permutation p-value; * = significant. The same with log N beyond "
+                       "interval over runs and a permutation p-value; * = significant. Below it the equivalence "
+                       "test: the effect of doubling N or D at equal loss (chance-to-perfect units) with its 90% "
+                       "interval over runs; 'same loss' holds only when every interval lies inside the margin, "
+                       "fails when a covariate is significant and not equivalent, and is inconclusive otherwise "
+                       "(the power says how likely equivalence was to show). The same with log N beyond "
                        "compute, and the relative excess error of compute over loss as the x-axis: compute "
                        "collapses the runs only when it fits held-out runs as well as loss."),
                   _table(["task", "metric", "runs", "log N beyond loss", "log D beyond loss",
@@ -413,7 +324,7 @@ def _nav(study) -> Html:
 
 def render(study, figures: list[Figure], *, title: str = "losslens report") -> str:
     """The page as a string; `figures` are those `write_study_figures` drew (paths relative to the page)."""
-    body = _join([claims_section(study.summary), verdicts_section(study), correlations_section(study),
+    body = _join([claims_section(study), verdicts_section(study), correlations_section(study),
                   same_loss_section(study), backtests_section(study), scaling_section(study, figures),
                   tasks_section(study, figures)])
     return (

@@ -8,7 +8,9 @@ exp_data/evals/*_heavy.json following the repository's `parse_model_json`) plus
 
 Tidy rows: per model, the 46 tasks with metric "acc" (chance = the metadata's random baseline, n =
 its #datapoints), and two aggregates with metric "top1_error": "avg_46" (mean of 1 - acc over the 46
-tasks) and "avg_17_subset" (the paper's 17-task subset). family = training set.
+tasks) and "avg_17_subset" (the paper's 17-task subset). family = training set. `majority`: the
+accuracy of always giving the most frequent answer, for the tasks whose label balance is published
+(`MAJORITY`: BoolQ 0.622, PubMedQA 0.552), else empty.
 
 `loss` is the mean next-token loss (nats/token) on a held-out evaluation split, `loss_split`
 (default "c4_val", the paper's "C4 eval"). It is a real language-modelling loss of every model on the
@@ -39,6 +41,17 @@ SPLITS = ("c4_val", "openlm", "paloma_c4_en", "paloma_redpajama", "paloma_falcon
 MODEL_COLUMNS = ("name", "dataset_name", "model_name", "N_params", "D_tokens", "chinchilla_multiplier",
                  "token_multiplier_M", "err_avg_46", "err_avg_17_subset")
 AGGREGATES = {"avg_46": "err_avg_46", "avg_17_subset": "err_avg_17_subset"}
+# Accuracy of the best constant answer (column `majority`), where the data set's label balance is published
+# for the split Gadre et al. score (eval_metadata.csv's item counts identify the split). The declared
+# "Random baseline" of these tasks is below it, so a model that always says "yes" would look able.
+MAJORITY = {
+    # BoolQ dev set, 3,270 questions, 62.2% "yes" (2,033): Clark et al. 2019, "BoolQ: Exploring the
+    # Surprising Difficulty of Natural Yes/No Questions", NAACL, Table 3 ("Majority" baseline 62.17).
+    "boolq": 0.622,
+    # PubMedQA PQA-L, 1,000 expert-labelled questions: yes 55.2%, no 33.8%, maybe 11.0%: Jin et al. 2019,
+    # "PubMedQA: A Dataset for Biomedical Research Question Answering", EMNLP, Sec. 3 / Table 2 (majority 55.2).
+    "pubmed_qa_labeled": 0.552,
+}
 
 
 def _read_csv(file: Path) -> pd.DataFrame:
@@ -102,10 +115,11 @@ def load(path: str | Path, *, loss_split: str = "c4_val", train: str = "rpj") ->
     for task in tasks:
         parts.append(base.assign(task=task, metric="acc", value=_numeric(flat, f"acc_{task}", file),
                                  chance=float(meta.loc[task, "Random baseline"]) / 100.0,
-                                 n=float(meta.loc[task, "#datapoints"]), higher_is_better=True))
+                                 n=float(meta.loc[task, "#datapoints"]), higher_is_better=True,
+                                 majority=MAJORITY.get(task, np.nan)))
     for task, col in AGGREGATES.items():
         parts.append(base.assign(task=task, metric="top1_error", value=models[col], chance=np.nan, n=np.nan,
-                                 higher_is_better=False))
+                                 higher_is_better=False, majority=np.nan))
     df = pd.concat(parts, ignore_index=True)
 
     trained = models[models["dataset"] == train]

@@ -5,13 +5,19 @@ tokens) and of the 7B and 13B targets, one CSV row per checkpoint. For each task
 - the task loss: bits per byte of the correct answer's continuation, ranked-classification (RC)
   format, 5-shot (`eval/downstream_bpb/..._bpb`) -> metric "bpb" (lower is better);
 - the accuracy (`..._len_norm`, length-normalised; boolq: `..._acc`) -> metric "acc_norm" / "acc";
-- the probability on the correct choice, normalised over choices (`..._soft`) -> "correct_choice_prob".
+- the `..._soft` column -> metric "soft_choice_prob". It is NOT the probability the model puts on the
+  correct choice: OLMo's evaluator takes a softmax over the choices' per-character log-likelihoods
+  (length-normalised scores), which squashes the mass towards uniform (on PIQA it stays near 0.5
+  while accuracy reaches 82%), so it is labelled as what it is and kept apart from losslens's own
+  `correct_choice_prob` (sum-of-token log-likelihoods, normalised over the choices).
 
 Tasks (the paper's 8, with the split it uses, plus boolq and winogrande): mmlu (test split, the 4
 category columns averaged with weights stem 0.215, humanities 0.335, social_sciences 0.219,
 other 0.231), hellaswag (val), arc_challenge (test), arc_easy (test), piqa (val), csqa (val),
 socialiqa (val), openbookqa (test), boolq (val), winogrande (val). Chance: 1/#choices (as the
 paper's code: piqa 0.5, socialiqa 1/3, csqa 0.2, the others 0.25; boolq and winogrande 0.5).
+`majority` (the best constant answer's accuracy): boolq 0.622 (its validation set is BoolQ's dev set,
+62.2% "yes": Clark et al. 2019, Table 3), empty elsewhere.
 
 `loss` is NOT a pre-training loss (the files log none): it is the held-out language-modelling loss
 on one validation set, `loss_set` (default "c4_en": eval/c4_en-validation/CrossEntropyLoss, nats/token),
@@ -63,8 +69,10 @@ PAPER_TASKS = ("mmlu", "hellaswag", "arc_challenge", "arc_easy", "piqa", "csqa",
 METRICS = {  # metric -> column pattern from (stem, accuracy suffix)
     "bpb": "eval/downstream_bpb/{stem}_rc_5shot_bpb",
     "acc": "eval/downstream/{stem}_rc_5shot_{suffix}",
-    "correct_choice_prob": "eval/downstream_soft/{stem}_rc_5shot_soft",
+    "soft_choice_prob": "eval/downstream_soft/{stem}_rc_5shot_soft",  # softmax of per-char log-likelihoods
 }
+# Accuracy of the best constant answer where the split's label balance is published (see the docstring).
+MAJORITY = {"boolq": 0.622}
 LOSS_SETS = ("c4_en", "dolma_books", "dolma_common-crawl", "dolma_pes2o", "dolma_reddit", "dolma_stack",
              "dolma_wiki", "ice", "m2d2_s2orc", "pile", "wikitext_103")
 _LADDER_NAME = re.compile(r"^(190M|370M|760M|1B|3B)-[0-9.]+xC(-rerun)?$")
@@ -104,18 +112,20 @@ def read_run(file: Path, model: str, params: int, loss_set: str = "c4_en") -> pd
     step = _column(frame, "_step", file) if "_step" in frame.columns else np.full(len(frame), np.nan)
     loss = _column(frame, f"eval/{loss_set}-validation/CrossEntropyLoss", file)
     seen = tokens > 0
-    tasks, metrics, values, chances = [], [], [], []
+    tasks, metrics, values, chances, majorities = [], [], [], [], []
     for task, (_, suffix, chance) in TASKS.items():
         for metric in METRICS:
             tasks.append(task)
             metrics.append({"acc": "acc_norm" if suffix == "len_norm" else "acc"}.get(metric, metric))
             values.append(_task_metric(frame, task, metric, file)[seen])
             chances.append(np.nan if metric == "bpb" else chance)
+            majorities.append(MAJORITY.get(task, np.nan) if metric == "acc" else np.nan)
     rows, k = int(seen.sum()), len(values)
     return pd.DataFrame({
         "model": model, "params": float(params), "tokens": np.tile(tokens[seen], k), "step": np.tile(step[seen], k),
         "loss": np.tile(loss[seen], k), "task": np.repeat(tasks, rows), "metric": np.repeat(metrics, rows),
         "value": np.concatenate(values), "chance": np.repeat(chances, rows),
+        "majority": np.repeat(majorities, rows),
     })
 
 
