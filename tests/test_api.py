@@ -4,6 +4,7 @@ as frames, HTML, short reprs and JSON, and the [analysis] settings as validated 
 from __future__ import annotations
 
 import dataclasses
+import types
 import json
 import sqlite3
 
@@ -89,6 +90,7 @@ def seen(monkeypatch):
 
     def fake_emergence(sub, cfg, *, seed):
         got["emergence"] = cfg
+        return types.SimpleNamespace(verdict="inconclusive", eta=None)  # what analyze_task reads
 
     def fake_same_loss(sub, cfg, *, seed):
         got["same_loss"] = cfg
