@@ -662,4 +662,6 @@ class Store:
         for col in ("gold", "choice", "step", "position"):
             df[col] = df[col].astype("Int64")
         df["correct"] = df["correct"].astype("boolean")
+        for col in ("item", "generation", "answer", "reference"):  # None, not NaN, where not recorded
+            df[col] = df[col].astype(object).where(df[col].notna(), None)
         return df

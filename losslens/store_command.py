@@ -134,7 +134,7 @@ def show_samples(st, args) -> int:
                 "generation"):
         table.add_column(col, justify="right" if col in ("step", "gold", "choice") else "left")
     for r in df.head(MAX_SAMPLE_ROWS).itertuples():
-        text = r.generation if r.generation is not None else ""
+        text = r.generation or ""
         if r.reference is not None:
             text = f"{text!r} -> {r.answer!r} (ref {r.reference!r})"
         table.add_row(r.model, str(r.step), r.task, r.source, r.item or "", _opt(r.gold), _opt(r.choice),

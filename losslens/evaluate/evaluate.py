@@ -77,9 +77,9 @@ def evaluate_model(model: str | Path, *, tasks: list[str], world: Path | None = 
     harness_rows, harness_samples = [], {}
     if harness:
         from losslens.evaluate.harness import run_harness
-        raw = run_harness(lm.model, lm.tokenizer, harness, include_path=harness_include,
-                          limit=limit, batch_size=batch_size, device=device, seed=seed)
-        harness_rows, harness_samples = raw.rows, lm_eval_samples(raw.raw)
+        h = run_harness(lm.model, lm.tokenizer, harness, include_path=harness_include,
+                        limit=limit, batch_size=batch_size, device=device, seed=seed)
+        harness_rows, harness_samples = h.rows, lm_eval_samples(h.raw)
     result = ModelResult(lm=lm, run=run, step=step,
                          tokens=tokens if tokens is not None else lm.meta.get("tokens"), heldout=losses,
                          tasks=results, harness_rows=harness_rows,

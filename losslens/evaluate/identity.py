@@ -9,6 +9,7 @@ file format (a losslens checkpoint, safetensors or a `.bin`), directory or hub r
 from __future__ import annotations
 
 import hashlib
+import re
 
 
 def weights_sha256(model) -> str:
@@ -24,8 +25,18 @@ def weights_sha256(model) -> str:
     return h.hexdigest()
 
 
-def hub_commit(model) -> str | None:
-    """The commit sha a hub revision resolved to, as transformers records it when loading from the
-    hub or its cache (`config._commit_hash`); None for a local directory or where unknown."""
+def hub_commit(model, hub: str | None = None, revision: str | None = None) -> str | None:
+    """The commit sha a hub revision resolved to: transformers' `config._commit_hash` where it records
+    one (transformers < 5), else the snapshot the Hugging Face cache holds for `hub@revision` (where
+    `from_pretrained` has just read it from, online or offline). None for a local directory or where
+    unknown."""
     sha = getattr(getattr(model, "config", None), "_commit_hash", None)
-    return sha if isinstance(sha, str) and len(sha) == 40 else None
+    if isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{40}", sha):
+        return sha
+    if hub is None:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    path = try_to_load_from_cache(hub, "config.json", revision=revision or "main")
+    found = re.search(r"snapshots[/\\]([0-9a-f]{40})[/\\]", str(path)) if isinstance(path, str) else None
+    return found.group(1) if found else None

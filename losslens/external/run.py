@@ -78,7 +78,7 @@ def load_entry(entry: Entry, spec: Spec, device: str):
     from losslens.evaluate.identity import hub_commit
 
     lm.meta.update(path=entry.source, params=entry.params or non_embedding_params(lm.model),
-                   hub_commit=hub_commit(lm.model) if entry.hub else None,
+                   hub_commit=hub_commit(lm.model, entry.hub, entry.revision) if entry.hub else None,
                    total_params=int(lm.model.num_parameters()))
     return lm
 
