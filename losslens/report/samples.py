@@ -45,11 +45,15 @@ def _page(task: str, df, css: str) -> str:
 
 
 def _s(x) -> str:
-    return "" if x is None or x != x or str(x) == "<NA>" else str(x)
+    import pandas as pd
+
+    return "" if x is None or pd.isna(x) else str(x)
 
 
 def _b(x):
-    return None if x is None or str(x) == "<NA>" else bool(x)
+    import pandas as pd
+
+    return None if x is None or pd.isna(x) else bool(x)
 
 
 def write_sample_pages(report_dir: Path, study, tasks: list[str], css: str) -> dict[str, str]:
