@@ -135,10 +135,12 @@ def test_external_stores_the_hub_commit_of_a_cached_revision(world_run, world_di
     (repo / "refs").mkdir()
     (repo / "refs" / "step10").write_text(sha)
     shutil.copytree(world_dir, tmp_path / "world")
-    spec = _spec(tmp_path, '[[series]]\nname = "nano"\nhub = "losslens/nano"\nrevisions = ["step10"]\n'
-                           'tokens_per_step = 100\n')
+    spec = _spec(tmp_path, 'log_samples = true\n[[series]]\nname = "nano"\nhub = "losslens/nano"\n'
+                           'revisions = ["step10"]\ntokens_per_step = 100\n')
     run_cli("external", spec, check=True, env={"HF_HUB_CACHE": str(tmp_path / "hub"), "OMP_NUM_THREADS": "1"})
     assert _stored_identity(tmp_path / "results.db")[0][2] == sha
+    con = sqlite3.connect(tmp_path / "results.db")  # log_samples = true: the spec's four exam items
+    assert con.execute("SELECT task, COUNT(*) FROM samples GROUP BY task").fetchall() == [("exam", 4)]
 
 
 # -- 4. per-item records --------------------------------------------------------------------------

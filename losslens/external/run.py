@@ -158,7 +158,7 @@ def run_external(spec: Spec, *, db: Path | None = None, device: str | None = Non
                                     heldout_tokens=spec.heldout_tokens, dtype=spec.dtype, device=device,
                                     batch_size=spec.batch_size, limit=spec.limit, seed=spec.seed,
                                     harness=w.harness or None, harness_include=spec.harness_include, db=db,
-                                    run=e.run, tokens=e.tokens, step=e.step, lm=lm)
+                                    run=e.run, tokens=e.tokens, step=e.step, lm=lm, log_samples=spec.log_samples)
         w.status, w.seconds = "evaluated", time.perf_counter() - start
         h = result.heldout[0]
         n_tasks = len(result.tasks) + len({r.task for r in result.harness_rows})
