@@ -126,8 +126,8 @@ TIDY_COLUMNS = ("model", "params", "tokens", "loss", "task", "metric", "value", 
 _TIDY_SELECT = """
 SELECT r.name AS model, COALESCE(r.non_embedding_params, r.params) AS params, c.tokens AS tokens,
        {loss} AS loss,
-       CASE WHEN m.source <> 'losslens' AND EXISTS (SELECT 1 FROM metrics o WHERE o.task = m.task
-                                                    AND o.source <> m.source)
+       CASE WHEN m.source <> 'losslens' AND m.task IN (SELECT task FROM metrics GROUP BY task
+                                                       HAVING COUNT(DISTINCT source) > 1)
             THEN m.source || ':' || m.task ELSE m.task END AS task,
        m.metric AS metric, m.value AS value, m.stderr AS stderr,
        m.n AS n, m.chance AS chance, c.step AS step, r.family AS family,
