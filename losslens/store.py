@@ -8,7 +8,8 @@ reads it back as one tidy table (`Store.tidy`, or the `tidy` view for any SQLite
         ckpt = st.upsert_checkpoint(run, step=100, tokens=409_600, loss=3.21)
         st.upsert_metrics(ckpt, [MetricRow("qa", "acc", 0.41, stderr=0.02, n=500, chance=0.25)])
 
-Writes are upserts (updates in place) keyed by natural keys (run name; run and step; checkpoint and task and metric), so
+Writes are upserts (updates in place) keyed by natural keys (run name; run and step; checkpoint, task, metric, source
+(the scorer) and settings hash), so
 re-running an evaluation replaces its rows and leaves the tables identical. Several processes may write
 at once: the file is in WAL mode, every write is one `BEGIN IMMEDIATE` transaction (the write lock is
 taken up front, so transactions never deadlock half-way), and a busy database is waited for and retried.
@@ -18,6 +19,7 @@ The schema is documented in docs/store.md.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import numbers
@@ -33,9 +35,13 @@ from losslens.errors import InputError
 if TYPE_CHECKING:
     import pandas as pd
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 10_000   # SQLite itself waits this long for a lock ...
 LOCK_DEADLINE_S = 120.0    # ... and we retry BEGIN/COMMIT until this deadline.
+
+# Who produced a metric row: our own scorer, or lm-eval (`--harness`, `losslens import-lm-eval`).
+LOSSLENS, LM_EVAL = "losslens", "lm-eval"
+UNRECORDED = ""  # the settings hash of rows whose settings are not known (a migrated version-1 store)
 
 SCHEMA = """
 CREATE TABLE schema_version (
@@ -58,6 +64,8 @@ CREATE TABLE checkpoints (
     loss    REAL,
     path    TEXT,
     flops   REAL,
+    weights_sha256 TEXT,
+    hub_commit     TEXT,
     UNIQUE (run_id, step)
 );
 CREATE TABLE heldout (
@@ -69,38 +77,80 @@ CREATE TABLE heldout (
     n_bytes        INTEGER,
     PRIMARY KEY (checkpoint_id, corpus)
 );
+CREATE TABLE settings (
+    hash     TEXT PRIMARY KEY,
+    settings TEXT
+);
+"""
+# Tables version 1 -> 2 rebuilds (their keys changed) and their indexes.
+METRICS = """
 CREATE TABLE metrics (
     checkpoint_id    INTEGER NOT NULL REFERENCES checkpoints(id) ON DELETE CASCADE,
     task             TEXT NOT NULL,
     metric           TEXT NOT NULL,
+    source           TEXT NOT NULL,
+    settings         TEXT NOT NULL,
     value            REAL NOT NULL,
     stderr           REAL,
     n                INTEGER,
     chance           REAL,
     higher_is_better INTEGER NOT NULL,
     perfect          REAL,
-    PRIMARY KEY (checkpoint_id, task, metric)
+    PRIMARY KEY (checkpoint_id, task, metric, source, settings)
 );
+CREATE INDEX metrics_task_source ON metrics (task, source);
+CREATE TABLE samples (
+    checkpoint_id INTEGER NOT NULL REFERENCES checkpoints(id) ON DELETE CASCADE,
+    task          TEXT NOT NULL,
+    source        TEXT NOT NULL,
+    settings      TEXT NOT NULL,
+    position      INTEGER NOT NULL,
+    item          TEXT,
+    gold          INTEGER,
+    choice        INTEGER,
+    logprobs      TEXT,
+    generation    TEXT,
+    answer        TEXT,
+    reference     TEXT,
+    correct       INTEGER,
+    PRIMARY KEY (checkpoint_id, task, source, position)
+);
+CREATE UNIQUE INDEX checkpoints_weights ON checkpoints (weights_sha256) WHERE weights_sha256 IS NOT NULL;
 """
 
 # One SELECT serves the `tidy` view (loss = the checkpoint's loss) and `Store.tidy(loss_corpus=...)`
 # (loss = the held-out loss on that corpus), so the two can never disagree on anything else.
+# Provenance rule: a task name that two sources share anywhere in the store is qualified for every
+# source but ours (`lm-eval:qa` beside `qa`), so no analysis ever joins two scorers into one curve.
 TIDY_COLUMNS = ("model", "params", "tokens", "loss", "task", "metric", "value", "stderr", "n", "chance",
-                "step", "family", "higher_is_better", "flops", "perfect")
+                "step", "family", "higher_is_better", "flops", "perfect", "source")
 _TIDY_SELECT = """
 SELECT r.name AS model, COALESCE(r.non_embedding_params, r.params) AS params, c.tokens AS tokens,
-       {loss} AS loss, m.task AS task, m.metric AS metric, m.value AS value, m.stderr AS stderr,
+       {loss} AS loss,
+       CASE WHEN m.source <> 'losslens' AND m.task IN (SELECT task FROM metrics GROUP BY task
+                                                       HAVING COUNT(DISTINCT source) > 1)
+            THEN m.source || ':' || m.task ELSE m.task END AS task,
+       m.metric AS metric, m.value AS value, m.stderr AS stderr,
        m.n AS n, m.chance AS chance, c.step AS step, r.family AS family,
-       m.higher_is_better AS higher_is_better, c.flops AS flops, m.perfect AS perfect
+       m.higher_is_better AS higher_is_better, c.flops AS flops, m.perfect AS perfect, m.source AS source
 FROM metrics m
 JOIN checkpoints c ON c.id = m.checkpoint_id
 JOIN runs r ON r.id = c.run_id
 {join}
 """
-_TIDY_ORDER = " ORDER BY r.name, c.step, m.task, m.metric"
+_TIDY_ORDER = " ORDER BY r.name, c.step, task, m.metric"
 VIEWS = "CREATE VIEW tidy AS " + _TIDY_SELECT.format(loss="c.loss", join="") + ";"
 
-_TABLES = {"schema_version", "runs", "checkpoints", "heldout", "metrics", "tidy"}
+_TABLES = {"schema_version", "runs", "checkpoints", "heldout", "metrics", "settings", "samples", "tidy"}
+
+
+def settings_hash(settings: dict | None) -> str:
+    """A short stable hash of the settings that produced a result (seed, limit, dtype, ...); the
+    settings themselves are kept in the `settings` table. None: not recorded."""
+    if settings is None:
+        return UNRECORDED
+    text = json.dumps(settings, sort_keys=True, allow_nan=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -116,11 +166,12 @@ class MetricRow:
     chance: float | None = None
     higher_is_better: bool = True
     perfect: float | None = None
+    source: str = LOSSLENS  # the scorer: `losslens` or `lm-eval`
 
     def __post_init__(self):
         where = f"metric {self.task}/{self.metric}"
-        if not self.task or not self.metric:
-            raise ValueError(f"{where}: task and metric must be non-empty")
+        if not self.task or not self.metric or not self.source:
+            raise ValueError(f"{where}: task, metric and source must be non-empty")
         _finite(self.value, f"{where}: value")
         for name in ("stderr", "chance", "perfect"):
             if getattr(self, name) is not None:
@@ -129,6 +180,23 @@ class MetricRow:
             raise ValueError(f"{where}: stderr must be >= 0, got {self.stderr}")
         if self.n is not None and (not _is_int(self.n) or self.n < 1):
             raise ValueError(f"{where}: n must be a whole number >= 1, got {self.n!r}")
+
+
+@dataclass(frozen=True)
+class SampleRow:
+    """One item of one task at one checkpoint, as scored: `logprobs` holds each choice's
+    log-likelihood (multiple choice; `choice` is the argmax, `gold` the right index) or the
+    reference answer's (generation; `generation` is the raw output, `answer` what was extracted)."""
+
+    position: int
+    item: str | None = None
+    gold: int | None = None
+    choice: int | None = None
+    logprobs: tuple[float, ...] = ()
+    generation: str | None = None
+    answer: str | None = None
+    reference: str | None = None
+    correct: bool | None = None
 
 
 def _finite(x, what: str) -> float:
@@ -270,21 +338,54 @@ class Store:
         with self.transaction() as con:
             names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
             if not names:  # a new file (executescript would COMMIT mid-transaction, so one at a time)
-                for statement in (SCHEMA + VIEWS).split(";"):
-                    if statement.strip():
-                        con.execute(statement)
+                self._script(SCHEMA + METRICS + VIEWS)
+                con.execute("INSERT INTO settings (hash, settings) VALUES (?, NULL)", (UNRECORDED,))
                 con.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
                 return
             if "schema_version" not in names:
                 raise InputError(self.path, "not a losslens results store (tables: "
                                  f"{', '.join(sorted(names))})")
             version = con.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
-            if version != SCHEMA_VERSION:
+            if version == 1:
+                self._migrate_v1()
+                names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
+            elif version != SCHEMA_VERSION:
                 raise InputError(self.path, f"results store schema version {version}; this losslens "
-                                 f"reads version {SCHEMA_VERSION}")
+                                 f"reads versions 1 (migrated on open) and {SCHEMA_VERSION}")
             if not _TABLES <= names:
                 raise InputError(self.path, "damaged results store: missing "
                                  f"{', '.join(sorted(_TABLES - names))}")
+
+    def _script(self, sql: str) -> None:
+        for statement in sql.split(";"):
+            if statement.strip():
+                self.con.execute(statement)
+
+    def _migrate_v1(self) -> None:
+        """Version 1 -> 2, in the open transaction (all or nothing; a second process waits for it and
+        then finds version 2). Metrics gain `source` and `settings` in their key: version 1 recorded
+        neither, so its rows become source `losslens` with settings unrecorded (`''`); checkpoints gain
+        `weights_sha256` and `hub_commit` (NULL until evaluated again); `samples` is new."""
+        missing = {"runs", "checkpoints", "heldout", "metrics"} - {
+            r[0] for r in self.con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if missing:
+            raise InputError(self.path, f"damaged results store: missing {', '.join(sorted(missing))}")
+        self._script(f"""
+            DROP VIEW IF EXISTS tidy;
+            CREATE TABLE settings (hash TEXT PRIMARY KEY, settings TEXT);
+            INSERT INTO settings (hash, settings) VALUES ('{UNRECORDED}', NULL);
+            ALTER TABLE checkpoints ADD COLUMN weights_sha256 TEXT;
+            ALTER TABLE checkpoints ADD COLUMN hub_commit TEXT;
+            ALTER TABLE metrics RENAME TO metrics_v1;
+            {METRICS}
+            INSERT INTO metrics (checkpoint_id, task, metric, source, settings, value, stderr, n, chance,
+                                 higher_is_better, perfect)
+              SELECT checkpoint_id, task, metric, '{LOSSLENS}', '{UNRECORDED}', value, stderr, n, chance,
+                     higher_is_better, perfect FROM metrics_v1;
+            DROP TABLE metrics_v1;
+            {VIEWS}
+            UPDATE schema_version SET version = {SCHEMA_VERSION};
+        """)
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -310,23 +411,46 @@ class Store:
                 (name, params, non_emb, family, source, config_json)).fetchone()[0]
 
     def upsert_checkpoint(self, run_id: int, *, step: int, tokens: int, loss: float | None,
-                          path: str | None = None, flops: float | None = None) -> int:
+                          path: str | None = None, flops: float | None = None,
+                          weights_sha256: str | None = None, hub_commit: str | None = None) -> int:
         """Insert or update the checkpoint (run_id, step); return its id. `loss` is the held-out
-        pre-training loss in nats/token. A None never erases a known value."""
+        pre-training loss in nats/token; `weights_sha256` the content hash of its weights
+        (`losslens.identity.weights_sha256`), `hub_commit` the hub commit of a hub revision. The same
+        weights stored under another checkpoint is an `InputError` naming both. A None never erases
+        a known value."""
         step = _count(step, "checkpoint step")
         tokens = _count(tokens, "checkpoint tokens")
         loss = _opt_finite(loss, f"checkpoint step {step}: loss")
         flops = _opt_finite(flops, f"checkpoint step {step}: flops")
         with self.transaction() as con:
+            if weights_sha256 is not None:
+                name = con.execute("SELECT name FROM runs WHERE id = ?", (int(run_id),)).fetchone()
+                self.check_identity(weights_sha256, run=name[0] if name else str(run_id), step=step, path=path)
             return con.execute(
-                """INSERT INTO checkpoints (run_id, step, tokens, loss, path, flops) VALUES (?, ?, ?, ?, ?, ?)
+                """INSERT INTO checkpoints (run_id, step, tokens, loss, path, flops, weights_sha256, hub_commit)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (run_id, step) DO UPDATE SET
                      tokens = excluded.tokens,
                      loss = COALESCE(excluded.loss, loss),
                      path = COALESCE(excluded.path, path),
-                     flops = COALESCE(excluded.flops, flops)
+                     flops = COALESCE(excluded.flops, flops),
+                     weights_sha256 = COALESCE(excluded.weights_sha256, weights_sha256),
+                     hub_commit = COALESCE(excluded.hub_commit, hub_commit)
                    RETURNING id""",
-                (int(run_id), step, tokens, loss, None if path is None else str(path), flops)).fetchone()[0]
+                (int(run_id), step, tokens, loss, None if path is None else str(path), flops,
+                 weights_sha256, hub_commit)).fetchone()[0]
+
+    def check_identity(self, weights_sha256: str, *, run: str, step: int, path: str | None = None) -> None:
+        """Refuse weights already stored under another checkpoint: an `InputError` naming both."""
+        _, rows = self._query("""SELECT r.name, c.step, c.path FROM checkpoints c JOIN runs r ON r.id = c.run_id
+                                 WHERE c.weights_sha256 = ? AND NOT (r.name = ? AND c.step = ?)""",
+                              (weights_sha256, run, int(step)))
+        if rows:
+            twin = rows[0]
+            this = f"{run} step {step}" + (f" ({path})" if path else "")
+            that = f"{twin[0]} step {twin[1]}" + (f" ({twin[2]})" if twin[2] else "")
+            raise InputError(self.path, f"{this} has the same weights (sha256 {weights_sha256[:12]}) as {that}: "
+                             "a duplicated or mislabelled checkpoint", field="weights_sha256")
 
     def upsert_heldout(self, ckpt_id: int, *, corpus: str, nats_per_token: float, bits_per_byte: float | None,
                        n_tokens: int, n_bytes: int | None) -> None:
@@ -343,19 +467,60 @@ class Store:
                              nats_per_token = excluded.nats_per_token, bits_per_byte = excluded.bits_per_byte,
                              n_tokens = excluded.n_tokens, n_bytes = excluded.n_bytes""", row)
 
-    def upsert_metrics(self, ckpt_id: int, rows: list[MetricRow]) -> None:
-        """Store (or replace) the metrics of one checkpoint, all in one transaction."""
-        values = [(int(ckpt_id), r.task, r.metric, float(r.value), _float_or_none(r.stderr), _int_or_none(r.n),
-                   _float_or_none(r.chance), int(bool(r.higher_is_better)), _float_or_none(r.perfect))
-                  for r in rows]
+    def _settings(self, settings: dict | None) -> str:
+        key = settings_hash(settings)
+        if settings is not None:
+            self.con.execute("INSERT OR IGNORE INTO settings (hash, settings) VALUES (?, ?)",
+                             (key, json.dumps(settings, sort_keys=True, allow_nan=False, default=str)))
+        return key
+
+    def _replace_other_settings(self, ckpt_id: int, task: str, source: str, key: str) -> None:
+        """A (checkpoint, task, source) holds the results of one set of settings: results under other
+        settings are removed with their samples, so re-evaluating replaces, never mixes."""
+        for table in ("metrics", "samples"):
+            self.con.execute(f"DELETE FROM {table} WHERE checkpoint_id = ? AND task = ? AND source = ? "
+                             "AND settings <> ?", (ckpt_id, task, source, key))
+
+    def upsert_metrics(self, ckpt_id: int, rows: list[MetricRow], *, settings: dict | None = None) -> None:
+        """Store (or replace) the metrics of one checkpoint, all in one transaction. Rows are keyed by
+        (checkpoint, task, metric, source, settings hash): two scorers' rows for one task name are kept
+        side by side; a task's rows from one source under other `settings` are replaced whole."""
+        ckpt_id = int(ckpt_id)
         with self.transaction() as con:
-            con.executemany("""INSERT INTO metrics (checkpoint_id, task, metric, value, stderr, n, chance,
-                                                   higher_is_better, perfect)
-                               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                               ON CONFLICT (checkpoint_id, task, metric) DO UPDATE SET
+            key = self._settings(settings)
+            for task, source in sorted({(r.task, r.source) for r in rows}):
+                self._replace_other_settings(ckpt_id, task, source, key)
+            values = [(ckpt_id, r.task, r.metric, r.source, key, float(r.value), _float_or_none(r.stderr),
+                       _int_or_none(r.n), _float_or_none(r.chance), int(bool(r.higher_is_better)),
+                       _float_or_none(r.perfect)) for r in rows]
+            con.executemany("""INSERT INTO metrics (checkpoint_id, task, metric, source, settings, value, stderr,
+                                                   n, chance, higher_is_better, perfect)
+                               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                               ON CONFLICT (checkpoint_id, task, metric, source, settings) DO UPDATE SET
                                  value = excluded.value, stderr = excluded.stderr, n = excluded.n,
                                  chance = excluded.chance, higher_is_better = excluded.higher_is_better,
                                  perfect = excluded.perfect""", values)
+
+    def upsert_samples(self, ckpt_id: int, task: str, rows: list[SampleRow], *, source: str = LOSSLENS,
+                       settings: dict | None = None) -> None:
+        """Store the per-item records of one task at one checkpoint, replacing any stored before."""
+        ckpt_id = int(ckpt_id)
+        values = []
+        for r in rows:
+            lps = [_finite(x, f"sample {task}#{r.position}: logprob") for x in r.logprobs]
+            values.append((ckpt_id, task, source, None, r.position, r.item, _int_or_none(r.gold),
+                           _int_or_none(r.choice),
+                           json.dumps([round(x, 6) for x in lps]), r.generation, r.answer, r.reference,
+                           None if r.correct is None else int(bool(r.correct))))
+        with self.transaction() as con:
+            key = self._settings(settings)
+            self._replace_other_settings(ckpt_id, task, source, key)
+            con.execute("DELETE FROM samples WHERE checkpoint_id = ? AND task = ? AND source = ?",
+                        (ckpt_id, task, source))
+            con.executemany("""INSERT INTO samples (checkpoint_id, task, source, settings, position, item, gold,
+                                                    choice, logprobs, generation, answer, reference, correct)
+                               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                            [v[:3] + (key,) + v[4:] for v in values])
 
     def add_run_record(self, run_dir: str | Path, *, family: str | None = None) -> int:
         """Store a training run from its `run.json` (docs/file-formats.md): the run and every
@@ -396,11 +561,11 @@ class Store:
                               "WHERE r.name = ? AND c.step = ?", (run, step))
         return rows[0][0] if rows else None
 
-    def has_task(self, ckpt_id: int, task: str) -> bool:
-        """Whether any metric of `task` is stored for this checkpoint (metrics of one task are written
-        in one transaction, so one means all)."""
-        return bool(self._query("SELECT 1 FROM metrics WHERE checkpoint_id = ? AND task = ? LIMIT 1",
-                                (int(ckpt_id), task))[1])
+    def has_task(self, ckpt_id: int, task: str, source: str = LOSSLENS) -> bool:
+        """Whether any metric of `task` from `source` is stored for this checkpoint (metrics of one
+        task are written in one transaction, so one means all)."""
+        return bool(self._query("SELECT 1 FROM metrics WHERE checkpoint_id = ? AND task = ? AND source = ? "
+                                "LIMIT 1", (int(ckpt_id), task, source))[1])
 
     def has_heldout(self, ckpt_id: int, corpus: str) -> bool:
         return bool(self._query("SELECT 1 FROM heldout WHERE checkpoint_id = ? AND corpus = ?",
@@ -413,7 +578,7 @@ class Store:
     def counts(self) -> dict[str, int]:
         """Row counts: runs, checkpoints, heldout, metrics, and distinct tasks."""
         q = {t: f"SELECT COUNT(*) FROM {t}" for t in ("runs", "checkpoints", "heldout", "metrics")}
-        q["tasks"] = "SELECT COUNT(DISTINCT task) FROM metrics"
+        q["tasks"] = "SELECT COUNT(*) FROM (SELECT DISTINCT task, source FROM metrics)"
         return {k: self._query(sql)[1][0][0] for k, sql in q.items()}
 
     def runs(self) -> list[dict]:
@@ -423,7 +588,8 @@ class Store:
             SELECT r.name AS name, COALESCE(r.non_embedding_params, r.params) AS params, r.family AS family,
                    r.source AS source, (SELECT COUNT(*) FROM checkpoints WHERE run_id = r.id) AS checkpoints,
                    c.step AS step, c.tokens AS tokens, c.loss AS loss,
-                   (SELECT COUNT(DISTINCT task) FROM metrics WHERE checkpoint_id = c.id) AS tasks
+                   (SELECT COUNT(*) FROM (SELECT DISTINCT task, source FROM metrics
+                                          WHERE checkpoint_id = c.id)) AS tasks
             FROM runs r LEFT JOIN checkpoints c
               ON c.id = (SELECT id FROM checkpoints WHERE run_id = r.id ORDER BY step DESC LIMIT 1)
             ORDER BY params, name""")
@@ -468,3 +634,36 @@ class Store:
         df["higher_is_better"] = df["higher_is_better"].astype(bool)
         df["family"] = df["family"].astype(object)
         return df[list(TIDY_COLUMNS)]
+
+    def samples(self, *, task: str | None = None, run: str | None = None, step: int | None = None) -> pd.DataFrame:
+        """Per-item records (`--log-samples`): one row per (model, step, task, source, item), with the
+        per-choice log-likelihoods as a list; `task` may be qualified (`lm-eval:qa`) as in `tidy`."""
+        import pandas as pd
+
+        where, args = [], []
+        if task is not None:
+            source, _, bare = task.partition(":") if task.startswith(f"{LM_EVAL}:") else (None, "", task)
+            where.append("s.task = ?" + (" AND s.source = ?" if source else ""))
+            args += [bare] + ([source] if source else [])
+        if run is not None:
+            where.append("r.name = ?")
+            args.append(run)
+        if step is not None:
+            where.append("c.step = ?")
+            args.append(int(step))
+        names, rows = self._query(f"""
+            SELECT r.name AS model, c.step AS step, s.task AS task, s.source AS source, s.settings AS settings,
+                   s.position AS position, s.item AS item, s.gold AS gold, s.choice AS choice,
+                   s.correct AS correct, s.logprobs AS logprobs, s.generation AS generation,
+                   s.answer AS answer, s.reference AS reference
+            FROM samples s JOIN checkpoints c ON c.id = s.checkpoint_id JOIN runs r ON r.id = c.run_id
+            {"WHERE " + " AND ".join(where) if where else ""}
+            ORDER BY r.name, c.step, s.task, s.source, s.position""", tuple(args))
+        df = pd.DataFrame.from_records(rows, columns=names)
+        df["logprobs"] = [json.loads(x) if x else [] for x in df["logprobs"]]
+        for col in ("gold", "choice", "step", "position"):
+            df[col] = df[col].astype("Int64")
+        df["correct"] = df["correct"].astype("boolean")
+        for col in ("item", "generation", "answer", "reference"):  # None, not NaN, where not recorded
+            df[col] = df[col].astype(object).where(df[col].notna(), None)
+        return df

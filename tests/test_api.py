@@ -4,9 +4,9 @@ as frames, HTML, short reprs and JSON, and the [analysis] settings as validated 
 from __future__ import annotations
 
 import dataclasses
-import types
 import json
 import sqlite3
+import types
 
 import matplotlib.pyplot as plt
 import pandas as pd

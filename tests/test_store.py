@@ -56,7 +56,7 @@ def test_creates_schema_in_wal_mode_with_a_version(tmp_path):
     names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
     assert {"schema_version", "runs", "checkpoints", "heldout", "metrics", "tidy"} <= names
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert con.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    assert con.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
     con.close()
 
 

@@ -27,6 +27,9 @@ def register(sub) -> None:
     p.add_argument("--run", help="run name in the store (default: the checkpoint's run or the dir name)")
     p.add_argument("--tokens", type=int, help="training tokens seen (HF models; ours record it)")
     p.add_argument("--step", type=int, help="checkpoint step (HF models; ours record it)")
+    p.add_argument("--log-samples", action="store_true",
+                   help="also store every item's record (per-choice log-likelihoods, choice, gold, generation) "
+                        "in the store's samples table; read them with `losslens results --samples`")
     p.set_defaults(func=run_eval)
 
 
@@ -37,12 +40,14 @@ def run_eval(args) -> int:
 
     if args.batch_size < 1 or args.heldout_tokens < 2 or (args.limit is not None and args.limit < 1):
         raise InputError(None, "--batch-size, --heldout-tokens and --limit must be positive", field="arguments")
+    if args.log_samples and args.db is None:
+        raise InputError(None, "needs --db: the records are stored in the results store", field="--log-samples")
     with Steps("eval") as steps:  # a bar with ETA on a terminal; nothing when piped
         result = evaluate_model(args.model, tasks=args.tasks, world=args.world, heldout=args.heldout,
                                 heldout_tokens=args.heldout_tokens, dtype=args.dtype, device=args.device,
                                 batch_size=args.batch_size, limit=args.limit, seed=args.seed,
                                 harness=[t for t in (args.harness or "").split(",") if t],
                                 harness_include=args.harness_include, db=args.db, run=args.run,
-                                tokens=args.tokens, step=args.step, progress=steps)
+                                tokens=args.tokens, step=args.step, progress=steps, log_samples=args.log_samples)
     print_results(result)
     return 0

@@ -4,6 +4,7 @@ input stores nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from losslens.errors import InputError
 from losslens.evaluate.heldout import HeldoutLoss, heldout_loss, read_corpus
+from losslens.evaluate.identity import hub_commit, weights_sha256
 from losslens.evaluate.lm import LM, load_lm
 from losslens.evaluate.runner import TaskResult, evaluate_task
 from losslens.evaluate.tasks import resolve_tasks
@@ -26,6 +28,8 @@ class ModelResult:
     heldout: list[HeldoutLoss]
     tasks: list[TaskResult]
     harness_rows: list = field(default_factory=list)
+    settings: dict = field(default_factory=dict)  # what the metrics depend on (seed, limit, dtype)
+    harness_samples: dict = field(default_factory=dict)  # lm-eval task -> its per-item SampleRows
 
     @property
     def loss(self) -> float | None:
@@ -48,9 +52,11 @@ def evaluate_model(model: str | Path, *, tasks: list[str], world: Path | None = 
                    device: str = "cpu", batch_size: int = 32, limit: int | None = None, seed: int = 0,
                    harness: list[str] | None = None, harness_include: Path | None = None,
                    db: Path | None = None, run: str | None = None, tokens: int | None = None,
-                   step: int | None = None, lm: LM | None = None, progress=None) -> ModelResult:
-    """Held-out loss on each corpus and every task's metrics; `progress` (a `losslens.progress.Steps`)
-    is told each corpus and task as it starts and ends."""
+                   step: int | None = None, lm: LM | None = None, progress=None,
+                   log_samples: bool = False) -> ModelResult:
+    """Held-out loss on each corpus and every task's metrics, and with `db`, store them; `log_samples`
+    also stores every item's record (docs/store.md). `progress` (a `losslens.progress.Steps`) is told
+    each corpus and task as it starts and ends."""
     if harness:  # a typo in a harness task name fails now, not after all the other work
         from losslens.evaluate.harness import check_harness_tasks
         check_harness_tasks(harness, include_path=harness_include)
@@ -60,6 +66,14 @@ def evaluate_model(model: str | Path, *, tasks: list[str], world: Path | None = 
     if lm is None:
         steps.start(f"loading {model}")
         lm = load_lm(model, dtype=dtype, device=device, batch_size=batch_size)
+    # Identity first (the ladder drops the weights before storing): docs/external.md#identity.
+    lm.meta.setdefault("weights_sha256", weights_sha256(lm.model))
+    lm.meta.setdefault("hub_commit", hub_commit(lm.model))
+    run, step = run or lm.name, step if step is not None else lm.meta.get("step", 0)
+    if db is not None and Path(db).is_file():  # the same weights under another checkpoint: fail before the work
+        from losslens.store import Store
+        with Store(db) as st:
+            st.check_identity(lm.meta["weights_sha256"], run=run, step=step, path=lm.meta.get("path"))
     world_dir = str(world) if world else lm.meta.get("world_dir")
     task_list = resolve_tasks(tasks, world_dir)
     corpora = _corpora(heldout, world_dir)
@@ -78,21 +92,24 @@ def evaluate_model(model: str | Path, *, tasks: list[str], world: Path | None = 
         steps.start(f"task {t.name}")
         results.append(evaluate_task(lm, t, seed=seed, limit=limit))
         steps.done()
-    harness_rows = []
+    harness_rows, harness_samples = [], {}
     if harness:
         from losslens.evaluate.harness import run_harness
         steps.start(f"lm-eval {','.join(harness)}")
-        harness_rows = run_harness(lm.model, lm.tokenizer, harness, include_path=harness_include,
-                                   limit=limit, batch_size=batch_size, device=device, seed=seed).rows
+        h = run_harness(lm.model, lm.tokenizer, harness, include_path=harness_include,
+                        limit=limit, batch_size=batch_size, device=device, seed=seed)
+        harness_rows, harness_samples = h.rows, lm_eval_samples(h.raw)
         steps.done()
-    result = ModelResult(lm=lm, run=run or lm.name, step=step if step is not None else lm.meta.get("step", 0),
+    result = ModelResult(lm=lm, run=run, step=step,
                          tokens=tokens if tokens is not None else lm.meta.get("tokens"), heldout=losses,
-                         tasks=results, harness_rows=harness_rows)
+                         tasks=results, harness_rows=harness_rows,
+                         settings={"seed": seed, "limit": limit, "dtype": dtype},
+                         harness_samples=harness_samples)
     if db is not None:
         if not result.tokens:
             print(f"warning: {result.run}: training tokens unknown (pass --tokens); stored as 0, which the "
                   "analysis cannot use", file=sys.stderr)
-        store_result(db, result)
+        store_result(db, result, log_samples=log_samples)
     return result
 
 
@@ -110,25 +127,78 @@ class _NoProgress:
     def done(self, n=1): pass
 
 
-def store_result(db: Path, r: ModelResult) -> None:
-    from losslens.store import MetricRow, Store
+def task_samples(t: TaskResult) -> list:
+    """Our scorer's per-item records of one task as `SampleRow`s (the choice is acc's: the argmax)."""
+    from losslens.store import SampleRow
+
+    if t.type == "multiple_choice":
+        rows = []
+        for i, s in enumerate(t.samples):
+            choice = max(range(len(s["logprobs"])), key=s["logprobs"].__getitem__)
+            rows.append(SampleRow(i, item=str(s["id"]), gold=int(s["gold"]), choice=choice,
+                                  logprobs=tuple(s["logprobs"]), correct=choice == s["gold"]))
+        return rows
+    return [SampleRow(i, item=str(s["id"]), logprobs=(s["target_logprob"],), generation=s["output"],
+                      answer=s["answer"], reference=s["reference"], correct=bool(s["exact"]))
+            for i, s in enumerate(t.samples)]
+
+
+def lm_eval_samples(raw: dict) -> dict:
+    """lm-eval's logged samples (`log_samples=True`) as `SampleRow`s per task: a multiple-choice
+    document's per-choice log-likelihoods and argmax, else its (filtered) generation and target."""
+    from losslens.store import SampleRow
+
+    out = {}
+    for task, samples in raw.get("samples", {}).items():
+        mc = raw.get("configs", {}).get(task, {}).get("output_type") == "multiple_choice"
+        rows = []
+        for i, s in enumerate(sorted(samples, key=lambda s: s["doc_id"])):
+            target = s.get("target")
+            if mc:
+                lls = [float(r[0]) for r in s["filtered_resps"]]
+                choice = max(range(len(lls)), key=lls.__getitem__)
+                gold = target if isinstance(target, int) else None
+                rows.append(SampleRow(i, item=str(s["doc_id"]), gold=gold, choice=choice, logprobs=tuple(lls),
+                                      correct=None if gold is None else choice == gold))
+            else:
+                resp = s.get("filtered_resps") or [None]
+                text = resp[0] if isinstance(resp[0], str) else None
+                em = s.get("exact_match")
+                rows.append(SampleRow(i, item=str(s["doc_id"]), generation=text, answer=text,
+                                      reference=None if target is None else str(target),
+                                      correct=None if em is None else bool(em)))
+        out[task] = rows
+    return out
+
+
+def store_result(db: Path, r: ModelResult, *, log_samples: bool = False) -> None:
+    from losslens.store import LM_EVAL, MetricRow, Store
 
     rows = [MetricRow(t.task, m.name, m.value, stderr=m.stderr if m.stderr == m.stderr else None, n=m.n,
                       chance=m.chance, higher_is_better=m.higher_is_better)
             for t in r.tasks for m in t.metrics if m.value == m.value]
-    rows += list(r.harness_rows)
+    rows += [dataclasses.replace(h, source=LM_EVAL) for h in r.harness_rows]
+    from losslens.evaluate.identity import weights_sha256
+
     meta = r.lm.meta
     params = meta.get("params") or r.lm.non_embedding_params()
+    sha = meta.get("weights_sha256") or (weights_sha256(r.lm.model) if r.lm.model is not None else None)
     with Store(db) as st, st.transaction():
         run_id = st.upsert_run(r.run, params=meta.get("total_params") or int(r.lm.model.num_parameters()),
                                non_embedding_params=params, source=meta.get("source", "hf"))
         ckpt_id = st.upsert_checkpoint(run_id, step=r.step, tokens=r.tokens or 0, loss=r.loss,
                                        path=meta.get("path"),
-                                       flops=6.0 * params * r.tokens if r.tokens else None)
+                                       flops=6.0 * params * r.tokens if r.tokens else None,
+                                       weights_sha256=sha, hub_commit=meta.get("hub_commit"))
         for h in r.heldout:
             st.upsert_heldout(ckpt_id, corpus=h.corpus, nats_per_token=h.nats_per_token,
                               bits_per_byte=h.bits_per_byte, n_tokens=h.n_tokens, n_bytes=h.n_bytes)
-        st.upsert_metrics(ckpt_id, rows)
+        st.upsert_metrics(ckpt_id, rows, settings=r.settings or None)
+        if log_samples:
+            for t in r.tasks:
+                st.upsert_samples(ckpt_id, t.task, task_samples(t), settings=r.settings or None)
+            for task, samples in r.harness_samples.items():
+                st.upsert_samples(ckpt_id, task, samples, source=LM_EVAL, settings=r.settings or None)
 
 
 def print_results(r: ModelResult) -> None:

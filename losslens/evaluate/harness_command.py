@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -27,7 +28,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from losslens.errors import InputError
     from losslens.evaluate.harness import parse_results
-    from losslens.store import Store
+    from losslens.store import LM_EVAL, Store
 
     checks = {"--params": args.params is None or args.params >= 1, "--tokens": args.tokens >= 0,
               "--step": args.step >= 0, "--loss": args.loss is None or (math.isfinite(args.loss) and args.loss > 0),
@@ -42,7 +43,7 @@ def run(args) -> int:
         run_id = st.upsert_run(args.model, params=args.params, source="lm-eval")
         ckpt = st.upsert_checkpoint(run_id, step=args.step, tokens=args.tokens, loss=args.loss,
                                     path=str(args.dir.resolve()))
-        st.upsert_metrics(ckpt, list(rows.values()))
+        st.upsert_metrics(ckpt, [dataclasses.replace(r, source=LM_EVAL) for r in rows.values()])
     names = sorted({name for name, _ in parsed})
     tasks = sorted({task for task, _ in rows})
     print(f"stored {len(rows)} metrics of {len(tasks)} tasks from {len(parsed)} file(s) as {args.model} "

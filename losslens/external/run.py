@@ -79,7 +79,10 @@ def load_entry(entry: Entry, spec: Spec, device: str):
         check_finite(model, f"{spec.path}: {entry.where}: {entry.source}")
         lm = LM(model=model.to(device), tokenizer=tokenizer, name=entry.run, dtype=spec.dtype,
                 batch_size=spec.batch_size, meta={"source": "hf"})
+    from losslens.evaluate.identity import hub_commit
+
     lm.meta.update(path=entry.source, params=entry.params or non_embedding_params(lm.model),
+                   hub_commit=hub_commit(lm.model, entry.hub, entry.revision) if entry.hub else None,
                    total_params=int(lm.model.num_parameters()))
     return lm
 
@@ -88,7 +91,7 @@ def plan(spec: Spec, db: Path) -> tuple[list[Work], dict[tuple[str, int], Stored
     """What each checkpoint still needs, and what the store already holds. Loads (and so checks)
     every losslens task file; reads the store, never writes it."""
     from losslens.evaluate.tasks import resolve_tasks
-    from losslens.store import Store
+    from losslens.store import LM_EVAL, Store
 
     task_names = {t: [task.name for task in resolve_tasks([t], spec.world)] for t in spec.tasks}
     corpora = [c.stem for c in spec.corpus]
@@ -103,7 +106,7 @@ def plan(spec: Spec, db: Path) -> tuple[list[Work], dict[tuple[str, int], Stored
                 continue
             work.append(Work(e, tasks=[t for t, names in task_names.items()
                                        if not all(st.has_task(ckpt, n) for n in names)],
-                             harness=[h for h in spec.harness if not st.has_task(ckpt, h)],
+                             harness=[h for h in spec.harness if not st.has_task(ckpt, h, LM_EVAL)],
                              heldout=not all(st.has_heldout(ckpt, c) for c in corpora)))
             stored[e.run, e.step] = _stored(st, ckpt, corpora[0])
     return work, stored
@@ -112,7 +115,7 @@ def plan(spec: Spec, db: Path) -> tuple[list[Work], dict[tuple[str, int], Stored
 def _stored(st, ckpt: int, corpus: str) -> Stored:
     row = st.con.execute(
         """SELECT COALESCE(r.non_embedding_params, r.params), c.loss, h.bits_per_byte,
-                  (SELECT COUNT(DISTINCT task) FROM metrics WHERE checkpoint_id = c.id)
+                  (SELECT COUNT(*) FROM (SELECT DISTINCT task, source FROM metrics WHERE checkpoint_id = c.id))
            FROM checkpoints c JOIN runs r ON r.id = c.run_id
            LEFT JOIN heldout h ON h.checkpoint_id = c.id AND h.corpus = ?
            WHERE c.id = ?""", (corpus, ckpt)).fetchone()
@@ -161,7 +164,7 @@ def run_external(spec: Spec, *, db: Path | None = None, device: str | None = Non
                                     heldout_tokens=spec.heldout_tokens, dtype=spec.dtype, device=device,
                                     batch_size=spec.batch_size, limit=spec.limit, seed=spec.seed,
                                     harness=w.harness or None, harness_include=spec.harness_include, db=db,
-                                    run=e.run, tokens=e.tokens, step=e.step, lm=lm)
+                                    run=e.run, tokens=e.tokens, step=e.step, lm=lm, log_samples=spec.log_samples)
             w.status, w.seconds = "evaluated", time.perf_counter() - start
             h = result.heldout[0]
             n_tasks = len(result.tasks) + len({r.task for r in result.harness_rows})

@@ -67,6 +67,7 @@ class Spec:
     device: str
     seed: int
     entries: list[Entry]
+    log_samples: bool = False    # store every item's record too (docs/store.md)
 
 
 # -- the TOML tables, as written ------------------------------------------------------------------
@@ -110,6 +111,7 @@ class SpecTable(EvalSettings):
     harness_include: str | None = None
     dtype: str = knob("fp32", choices=DTYPES)
     device: str = "cpu"
+    log_samples: bool = False
     series: list[SeriesTable] = field(default_factory=list)
     models: list[ModelTable] = field(default_factory=list)
 
@@ -167,7 +169,7 @@ def load_spec(path: str | Path) -> Spec:
     return Spec(path=path, name=raw.name or path.stem, db=base / raw.db, corpus=corpus, tasks=tasks, world=world,
                 harness=list(raw.harness), harness_include=include, limit=raw.limit,
                 heldout_tokens=raw.heldout_tokens, batch_size=raw.batch_size, dtype=raw.dtype, device=raw.device,
-                seed=raw.seed, entries=entries)
+                seed=raw.seed, entries=entries, log_samples=raw.log_samples)
 
 
 class _Errors:

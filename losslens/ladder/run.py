@@ -257,7 +257,7 @@ class Scheduler:
             with Store(self.db) as st, st.transaction():
                 run_id = st.upsert_run(r.run, params=None, source="losslens")
                 st.upsert_checkpoint(run_id, step=r.step, tokens=r.tokens, loss=entry["val_loss"])
-        store_result(self.db, r)
+        store_result(self.db, r, log_samples=True)  # ladders keep every item's record (docs/ladder.md)
 
     def _estimate(self) -> None:
         """ETA: FLOPs left to train over the measured training rate, plus evaluation likewise."""

@@ -261,7 +261,7 @@ def scaling_section(study, figures: list[Figure]) -> Html:
     return _join(parts)
 
 
-def tasks_section(study, figures: list[Figure]) -> Html:
+def tasks_section(study, figures: list[Figure], sample_pages: dict[str, str] | None = None) -> Html:
     by_pair: dict[tuple, list[Figure]] = {}
     for f in figures:
         if f.task is not None:
@@ -273,6 +273,9 @@ def tasks_section(study, figures: list[Figure]) -> Html:
                   "verdicts eta (red line), its 95% interval (shaded) and the Eq. 3 fit (black).")]
     for i, (task, pairs) in enumerate(_by_task(study)):
         parts.append(_tag("h3", task, id=f"task-{i}"))
+        if task in (sample_pages or {}):  # the items behind each point (losslens/report/samples.py)
+            parts.append(Html(f'<p class="meta"><a href="{escape(sample_pages[task])}">items at each '
+                              "checkpoint</a></p>"))
         for t, o in pairs:
             head = [t.metric, " ", _badge(t.verdict)]
             if o is not None:
@@ -322,11 +325,13 @@ def _nav(study) -> Html:
     return Html("".join(f'<a href="#{escape(a)}">{escape(text)}</a>' for a, text in links))
 
 
-def render(study, figures: list[Figure], *, title: str = "losslens report") -> str:
-    """The page as a string; `figures` are those `write_study_figures` drew (paths relative to the page)."""
+def render(study, figures: list[Figure], *, title: str = "losslens report",
+           sample_pages: dict[str, str] | None = None) -> str:
+    """The page as a string; `figures` are those `write_study_figures` drew (paths relative to the page),
+    `sample_pages` the per-task item pages (task -> relative path)."""
     body = _join([claims_section(study), verdicts_section(study), correlations_section(study),
                   same_loss_section(study), backtests_section(study), scaling_section(study, figures),
-                  tasks_section(study, figures)])
+                  tasks_section(study, figures, sample_pages)])
     return (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
@@ -344,8 +349,11 @@ def write_report(out_dir, study, *, title: str = "losslens report") -> Path:
     report_dir = Path(out_dir) / "report"
     fig_dir = report_dir / "figures"
     figures = write_study_figures(study, fig_dir)
+    from losslens.report.samples import write_sample_pages
+
+    sample_pages = write_sample_pages(report_dir, study, [task for task, _ in _by_task(study)], CSS)
     index = report_dir / "index.html"
-    write_text(index, render(study, figures, title=title))
+    write_text(index, render(study, figures, title=title, sample_pages=sample_pages))
     keep = {f.name for f in figures}
     for old in fig_dir.glob("*.png"):
         if old.name not in keep:

@@ -2,6 +2,8 @@
 
 File layout: 8-byte magic `LLCKPT01`, the 32-byte sha256 of the payload, then the payload (a
 `torch.save` of a dict). A truncated or corrupted file fails the hash and is reported, never loaded.
+The payload is read with `torch.load(weights_only=True)`: a checkpoint that carries anything but
+tensors and plain data (a pickled callable: code run on load) is refused with one line.
 
 A run keeps, per milestone, `ckpt-<tokens>.pt` (model weights and metadata: what evaluation reads)
 and, for the newest few, `state-<tokens>.pt` (optimizer state: what exact resume needs).
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import pickle
 import re
 from pathlib import Path
 
@@ -53,7 +56,13 @@ def load(path: str | Path) -> dict:
     payload = raw[40:]
     if len(raw) < 40 or hashlib.sha256(payload).digest() != raw[8:40]:
         raise CorruptCheckpoint(path, "checkpoint is truncated or corrupted (sha256 mismatch)")
-    return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
+    try:  # weights_only: tensors, dicts, lists, numbers and strings only; a pickled callable is refused
+        return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        name = re.search(r"GLOBAL (\S+)", str(err))
+        what = f"pickled global {name.group(1)}" if name else "an object that is not plain data"
+        raise CorruptCheckpoint(path, f"refused to load: it holds pickled code or objects, not only weights "
+                                f"({what}); checkpoints are read with torch.load(weights_only=True)") from None
 
 
 def sha256_of(path: str | Path) -> str:
