@@ -16,7 +16,7 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 
-from losslens.errors import UserError
+from losslens.errors import LadderFailed, UserError
 from losslens.ladder.jobs import JobResult, init_worker, run_job, thread_env
 
 
@@ -104,7 +104,6 @@ class RayExecutor:
                 raise cause from None
             raise
         except RayError as err:  # a worker or node died (out of memory, lost node): not a bug of ours
-            from losslens.ladder.run import LadderFailed
             raise LadderFailed(f"a Ray worker died ({type(err).__name__}); re-run to resume") from None
 
     def kill(self) -> None:

@@ -11,6 +11,9 @@ from dataclasses import dataclass, fields
 
 from losslens.errors import InputError
 
+DTYPES = ("fp32", "bf16")  # the compute dtypes losslens trains and evaluates in, everywhere
+
+
 
 @dataclass
 class ModelConfig:

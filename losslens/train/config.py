@@ -15,8 +15,9 @@ from pathlib import Path
 from losslens.config import from_dict, load_toml
 from losslens.data.prepare import DataConfig
 from losslens.errors import InputError
+from losslens.model.config import DTYPES
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", *DTYPES)  # auto: bf16 autocast on CUDA (where supported), fp32 on CPU
 
 
 @dataclass
@@ -34,8 +35,14 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0                 # max global grad norm; 0 turns clipping off
-    precision: str = "fp32"                # "fp32" or "bf16" (autocast)
-    compile: bool = False                  # torch.compile the model
+    precision: str = "auto"                # "auto" (bf16 on CUDA, fp32 on CPU), "fp32" or "bf16" (autocast)
+    compile: bool | None = None            # torch.compile the model; None: on CUDA yes, on CPU no
+    tf32: bool = True                      # CUDA: fp32 matmuls on TF32 tensor cores (no effect on CPU)
+    fsdp: bool = False                     # under torchrun: shard weights and optimizer state (FSDP2), not DDP
+    log_every: int = 10                    # steps between host syncs; every step is still logged
+    peak_flops: float = 0.0                # per-device peak FLOP/s for MFU; 0: the table for known GPUs
+    tensorboard: bool = False              # also write <run dir>/tensorboard (if tensorboard is installed)
+    wandb: bool = False                    # also log to Weights & Biases (if wandb is installed)
     seed: int = 0                          # init and data order
     threads: int = 0                       # torch threads per process; 0 leaves torch's default
     checkpoints: list[int] | None = None   # token milestones; default: `num_checkpoints` geometric ones
@@ -68,7 +75,7 @@ class TrainConfig:
         def bad(key, msg):
             raise InputError(source, msg, field=f"{prefix}.{key}")
 
-        for key in ("batch_size", "seq_len", "tokens", "num_checkpoints", "eval_tokens", "keep_states"):
+        for key in ("batch_size", "seq_len", "tokens", "num_checkpoints", "eval_tokens", "keep_states", "log_every"):
             if getattr(self, key) < 1:
                 bad(key, f"must be >= 1, got {getattr(self, key)}")
         if self.tokens < self.tokens_per_step:
@@ -88,6 +95,8 @@ class TrainConfig:
         for key in ("lr", "min_lr_ratio", "warmup_fraction", "weight_decay", "beta1", "beta2", "grad_clip"):
             if not math.isfinite(getattr(self, key)):
                 bad(key, f"must be a finite number, got {getattr(self, key)}")
+        if not (math.isfinite(self.peak_flops) and self.peak_flops >= 0):
+            bad("peak_flops", f"must be a finite number >= 0, got {self.peak_flops}")
         if self.weight_decay < 0 or self.grad_clip < 0 or self.threads < 0:
             key = "weight_decay" if self.weight_decay < 0 else "grad_clip" if self.grad_clip < 0 else "threads"
             bad(key, "must be >= 0")
