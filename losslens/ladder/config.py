@@ -86,6 +86,7 @@ class ExecutorConfig:
     workers: int | None = None        # jobs in flight; default: CPU cores (ray: cluster CPUs) / threads
     threads: int = 1                  # torch threads per job
     address: str | None = None        # ray cluster address; None starts a local one
+    num_gpus: float | None = None     # GPUs per job (1, 2, ... or 0.5, 0.25 to share one); None: 1 if GPUs are visible
 
     def validate(self, *, source=None, prefix="executor"):
         if self.kind not in EXECUTORS:
@@ -95,6 +96,10 @@ class ExecutorConfig:
             raise InputError(source, f"must be >= 1, got {self.workers}", field=f"{prefix}.workers")
         if self.threads < 1:
             raise InputError(source, f"must be >= 1, got {self.threads}", field=f"{prefix}.threads")
+        g = self.num_gpus
+        if g is not None and not (g == 0 or (g >= 1 and g == int(g)) or (0 < g < 1 and abs(1 / g - round(1 / g)) < 1e-9)):
+            raise InputError(source, f"must be 0, a whole number of GPUs or 1/n of one, got {g}",
+                             field=f"{prefix}.num_gpus")
 
 
 @dataclass
