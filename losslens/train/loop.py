@@ -126,7 +126,7 @@ def heldout_loss(model, windows: torch.Tensor, *, batch_size: int, precision: st
     scoring a window with weight 0."""
     was_training = model.training
     model.eval()
-    total = torch.zeros(2, dtype=torch.float64, device=d.device)
+    loss_sum, n_sum = torch.zeros((), dtype=torch.float64, device=d.device), 0
     stride = batch_size * d.world_size
     for start in range(0, windows.size(0), stride):
         i = start + d.rank * batch_size
@@ -135,8 +135,9 @@ def heldout_loss(model, windows: torch.Tensor, *, batch_size: int, precision: st
             continue
         n = w[:, 1:].numel()
         w = to_device(w if n else windows[:1], d.device)
-        loss = next_token_loss(model, w[:, :-1], w[:, 1:], precision).double()
-        total += torch.stack((loss * n, torch.tensor(float(n), dtype=torch.float64, device=d.device)))
+        loss_sum += next_token_loss(model, w[:, :-1], w[:, 1:], precision).double() * n
+        n_sum += n
+    total = torch.stack((loss_sum, torch.tensor(float(n_sum), dtype=torch.float64, device=d.device)))
     total = d.all_reduce_sum(total)
     model.train(was_training)
     return float(total[0] / total[1])
@@ -146,8 +147,8 @@ def train(cfg: RunConfig, run_dir: str | Path, *, config_source: str | None = No
           quiet: bool = False, on_step: Callable[[int, float], None] | None = None) -> TrainResult:
     """Train (or resume, or report complete) the run described by `cfg` in `run_dir`.
 
-    `on_step(step, train_loss)` is called on rank 0 after every optimizer step (the ladder's
-    progress channel); it must be cheap."""
+    `on_step(step, train_loss)` is called on rank 0 for every optimizer step, in bursts when the
+    host reads the losses (every `train.log_every` steps; the ladder's progress channel); it must be cheap."""
     from losslens.model import ModelConfig, flops_per_token, param_counts
 
     run_dir = Path(run_dir).resolve()  # records hold absolute paths: usable from any directory
