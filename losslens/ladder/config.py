@@ -97,7 +97,7 @@ class ExecutorConfig:
         if self.threads < 1:
             raise InputError(source, f"must be >= 1, got {self.threads}", field=f"{prefix}.threads")
         g = self.num_gpus
-        if g is not None and not (g == 0 or (g >= 1 and g == int(g)) or (0 < g < 1 and abs(1 / g - round(1 / g)) < 1e-9)):
+        if g is not None and not (g == 0 or (g >= 1 and g == int(g)) or (0 < g < 1 and 1 / g == round(1 / g))):
             raise InputError(source, f"must be 0, a whole number of GPUs or 1/n of one, got {g}",
                              field=f"{prefix}.num_gpus")
 
