@@ -74,7 +74,7 @@ def test_claims_tables_and_raw_summary_match_the_study(report):
     html = index.read_text()
     page = Page(html)
     assert [a["id"] for t, a in page.tags if t == "h2"] == ["claims", "verdicts", "correlations", "same-loss",
-                                                             "backtests", "scaling-law", "tasks"]
+                                                             "backtests", "scaling-law", "training", "tasks"]
     assert json.loads(unescape(page.pre[0])) == study.summary
     claims = html.split('id="claims"')[1].split("<details>")[0]
     for key, label in (("a_smooth", "(a) smooth"), ("b_emergent", "(b) emergent"), ("e_other_genres", "(e) other")):
