@@ -267,7 +267,7 @@ def _run(cfg: RunConfig, run_dir: Path, data: PreparedData, model_cfg, record: R
 
     log = StepLog(record, d, tc, run_dir, start_step, on_step, quiet=quiet)
     model.train()
-    with log.progress:
+    with contextlib.closing(log), log.progress:
         for step in range(start_step, tc.total_steps):
             lr = lr_at(step, total_steps=tc.total_steps, max_lr=tc.lr, min_lr=min_lr, warmup_steps=warmup_steps)
             for group in optimizer.param_groups:
@@ -307,7 +307,6 @@ def _run(cfg: RunConfig, run_dir: Path, data: PreparedData, model_cfg, record: R
         record.status = "complete"
         if d.is_main:
             record.save(run_dir)
-    log.close()
     d.barrier()
     return TrainResult(run_dir, record)
 
@@ -338,21 +337,23 @@ class StepLog:
         seconds = time.perf_counter() - self.t0  # after the read above: the device has finished these steps
         speed = len(self.pending) * self.tokens_per_step / max(seconds, 1e-9)
         util = mfu(speed, self.record.flops_per_token, self.record.peak_flops, self.d.world_size)
-        rows = []
+        rows, failure = [], None
         for (step, lr, _, _), (loss, norm) in zip(self.pending, values):
-            if not math.isfinite(loss):
-                _diverged(self.record, self.run_dir, self.d, f"non-finite training loss ({loss}) at step {step}")
-            if not math.isfinite(norm):
-                _diverged(self.record, self.run_dir, self.d, f"non-finite gradient norm at step {step}")
+            if not (math.isfinite(loss) and math.isfinite(norm)):
+                failure = (f"non-finite training loss ({loss}) at step {step}" if not math.isfinite(loss)
+                           else f"non-finite gradient norm at step {step}")
+                break
             rows.append({"step": step, "tokens": step * self.tokens_per_step, "loss": loss, "lr": lr,
                          "grad_norm": norm, "tokens_per_s": speed, "mfu": util, "time": time.time()})
             if self.on_step is not None and self.d.is_main:
                 self.on_step(step, loss)
         self.pending.clear()
+        if self.metrics is not None:
+            self.metrics.write(rows)  # the steps before a failure are kept in the log
+        if failure:
+            _diverged(self.record, self.run_dir, self.d, failure)
         self.last_loss, self.last_speed = rows[-1]["loss"], (speed, util)
         self.progress.update(rows[-1]["step"], self.last_loss, util)
-        if self.metrics is not None:
-            self.metrics.write(rows)
         self.t0 = time.perf_counter()
 
     def checkpointed(self, entry: dict | None) -> None:
