@@ -2,7 +2,7 @@
 
     python bench/train_throughput.py                      # CPU, 2 threads, fp32 + bf16, shapes a and b
     python bench/train_throughput.py --compile            # the same under torch.compile (both models)
-    python bench/train_throughput.py --device cuda        # GPU, bf16 autocast, MFU against the card's peak
+    python bench/train_throughput.py --device cuda --shapes c,d   # GPU, bf16, ~124M and ~354M params
     python bench/train_throughput.py --write-results      # also update bench/RESULTS.md
 
 A step is forward + cross-entropy + backward + AdamW (the same optimizer settings for both models).
@@ -12,6 +12,8 @@ machine the best step is the stable estimate of what the code can do, and the ma
 too. MFU = tokens/s * training FLOPs/token / peak, where the peak is the
 best large square matmul this run measures in that precision, and FLOPs/token is the PaLM formula in
 losslens/model/counts.py applied to both models alike (6 * matmul params incl. LM head + 12*L*T*d).
+On CUDA the MFU column is against the vendor's dense peak from losslens/train/mfu.py when the card is in
+that table (what the trainer reports), else against the measured matmul peak; TF32 is on, as in training.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ VOCAB = 4096
 SHAPES = {  # name: (n_layers, n_heads, d_model, seq_len, batch)
     "a": (4, 4, 128, 256, 32),
     "b": (6, 6, 384, 256, 16),
+    "c": (12, 12, 768, 1024, 8),    # GPT-2 small scale, ~124M params with a 50k vocab (--vocab 50304)
+    "d": (24, 16, 1024, 1024, 8),   # GPT-2 medium scale, ~354M params with a 50k vocab
 }
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 BEGIN, END = "<!-- train_throughput:begin -->", "<!-- train_throughput:end -->"
@@ -92,16 +96,18 @@ class Trainer:
         self.forward = torch.compile(self.model) if compile else self.model
         self.times: list[float] = []
 
+    clock = staticmethod(time.perf_counter)  # --clock cpu: time.process_time (robust to a busy machine)
+
     def step(self, record: bool = True) -> float:
         sync(self.device)
-        start = time.perf_counter()
+        start = self.clock()
         with torch.autocast(self.device, dtype=self.dtype, enabled=self.dtype is not None):
             loss = self.forward(self.x, self.y)  # each model's own loss path
         loss.backward()
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         sync(self.device)
-        elapsed = time.perf_counter() - start
+        elapsed = self.clock() - start
         if record:
             self.times.append(elapsed)
         return elapsed
@@ -139,13 +145,24 @@ def main(argv=None) -> int:
     ap.add_argument("--compile", action="store_true", help="torch.compile both models")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--steps", type=int, default=6, help="timed steps per model")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="cpu: time steps in process CPU time (with --threads 1, robust to other jobs on the machine)")
     ap.add_argument("--write-results", action="store_true", help=f"update the section in {RESULTS.name}")
     args = ap.parse_args(argv)
+    if args.clock == "cpu":
+        Trainer.clock = staticmethod(time.process_time)
     torch.set_num_threads(args.threads)
+    if args.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as the trainer does
     precisions = (args.precisions or ("bf16" if args.device == "cuda" else "fp32,bf16")).split(",")
     shapes = args.shapes.split(",")
 
     def measure_peaks() -> dict[str, float]:
+        if args.device == "cuda":
+            from losslens.train.mfu import peak_flops
+            table = {p: peak_flops(torch.cuda.get_device_name(), p) for p in precisions}
+            if all(table.values()):
+                return table
         return {p: matmul_peak(torch.float32 if p == "fp32" else torch.bfloat16, args.device) for p in precisions}
 
     peaks = measure_peaks()
@@ -174,7 +191,7 @@ def main(argv=None) -> int:
     if args.write_results:
         cmd = "python bench/train_throughput.py " + " ".join(a for a in (argv or sys.argv[1:]))
         section = (f"{BEGIN}\n## Training throughput (bench/train_throughput.py)\n\n"
-                   f"`{cmd.strip()}`: vocab {args.vocab}, {args.device}, "
+                   f"`{cmd.strip()}`: vocab {args.vocab}, {args.device}, {args.clock} clock, "
                    f"{'torch.compile' if args.compile else 'eager'}, {args.warmup} warm-up + {args.steps} timed "
                    f"steps per model, alternating.\n\n"
                    f"Machine: {machine(args.device)}.  \nMatmul peak measured in the same run: "

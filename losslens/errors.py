@@ -15,6 +15,10 @@ class UserError(Exception):
     exit_code = 2
 
 
+class LadderFailed(UserError):
+    """Some ladder jobs failed (each with its own one-line reason) or a worker died; the rest is kept."""
+
+
 class InputError(UserError):
     """Bad input in a named file, optionally at a line and a field: "FILE[:LINE]: FIELD: message"."""
 

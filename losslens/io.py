@@ -7,6 +7,7 @@ target (atomic on POSIX) and fsync the directory so the rename itself survives a
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -55,6 +56,26 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, object]]:
         raise InputError(path, f"not UTF-8 text: {err.reason}") from None
     except OSError as err:
         raise InputError(path, f"cannot read: {err.strerror}") from None
+
+
+class LockHeld(Exception):
+    """`file_lock(..., wait=False)` found the lock taken by another process."""
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path, *, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive advisory lock on `path` (created if missing) for the `with` block.
+
+    `wait=False` raises `LockHeld` at once instead of waiting. The kernel drops the lock when the
+    holder exits, even killed, so a stale lock file never blocks anyone."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise LockHeld(str(path)) from None
+        yield
 
 
 def _umask() -> int:

@@ -167,7 +167,7 @@ def test_report_loads_with_every_figure_and_no_error(browser, report):
     assert page["problems"] == []
     assert page["title"] == "losslens report"
     assert page["sections"] == ["claims", "verdicts", "correlations", "same-loss", "backtests", "scaling-law",
-                                "tasks"]
+                                "training", "tasks"]
     # nothing but the page's own files is asked for: no server, no network
     assert page["requests"] and all(u.startswith("file://") for u in page["requests"]), page["requests"]
     broken = [i["src"] for i in page["images"] if not (i["complete"] and i["width"] > 0)]

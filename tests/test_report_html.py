@@ -74,7 +74,7 @@ def test_claims_tables_and_raw_summary_match_the_study(report):
     html = index.read_text()
     page = Page(html)
     assert [a["id"] for t, a in page.tags if t == "h2"] == ["claims", "verdicts", "correlations", "same-loss",
-                                                             "backtests", "scaling-law", "tasks"]
+                                                             "backtests", "scaling-law", "training", "tasks"]
     assert json.loads(unescape(page.pre[0])) == study.summary
     claims = html.split('id="claims"')[1].split("<details>")[0]
     badge = {"holds": "b-holds", "fails": "b-fails", "not testable here": "b-not-testable-here"}
@@ -148,3 +148,33 @@ def test_cli_input_errors_are_one_line(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_training_section_plots_each_runs_metrics_log(tmp_path):
+    import sqlite3
+
+    from losslens.analysis.table import read_db
+    from losslens.train.metrics import MetricsLog
+
+    db = write_store(tmp_path / "results.db")
+    with sqlite3.connect(db) as con:
+        name, run_id = con.execute("SELECT name, id FROM runs ORDER BY name LIMIT 1").fetchone()
+        con.execute("UPDATE checkpoints SET path = ? WHERE run_id = ?",
+                    (str(tmp_path / "runA" / "checkpoints" / "ckpt-000000001000.pt"), run_id))
+    (tmp_path / "runA").mkdir()
+    log = MetricsLog(tmp_path / "runA", start_step=0)
+    log.write([{"step": s, "tokens": 100 * s, "loss": 5.0 / s, "lr": 1e-3, "grad_norm": 1.0,
+                "tokens_per_s": 2000.0, "mfu": 0.25 if s > 1 else None, "time": 0.0} for s in range(1, 11)])
+    log.close()
+    table = read_db(db)
+    study = Study(table, analyze(table, bootstrap=0, permutations=0, scaling_law=False), None, None, {})
+    html = write_report(tmp_path / "out", study).read_text()
+    section = html.split('id="training"')[1].split("<h2")[0]
+    assert name in section and "2,000" in section and "25.0%" in section and "0.5000" in section
+    assert 'src="figures/training-loss.png"' in section
+    assert (tmp_path / "out" / "report" / "figures" / "training-loss.png").stat().st_size > 1000
+    assert '<a href="#training">' in html
+    # Runs without logs: the section says so and no training figure is left behind.
+    (tmp_path / "runA" / "metrics.jsonl").unlink()
+    html = write_report(tmp_path / "out", study).read_text()
+    assert "No training logs" in html and not (tmp_path / "out" / "report" / "figures" / "training-loss.png").exists()

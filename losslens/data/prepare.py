@@ -14,7 +14,6 @@ Preparation takes an exclusive file lock, so parallel runs sharing a data dir pr
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import itertools
 import json
@@ -27,7 +26,7 @@ from losslens.config import knob, to_dict
 from losslens.data.shards import Shard, open_shard, token_dtype, write_shard
 from losslens.data.tokenizer import LoadedTokenizer, iter_documents, load_tokenizer, train_bpe
 from losslens.errors import InputError
-from losslens.io import write_json
+from losslens.io import file_lock, write_json
 
 
 @dataclass
@@ -127,8 +126,7 @@ def prepare_data(cfg: DataConfig, data_dir: str | Path) -> PreparedData:
     """Generate/tokenize what is missing in `data_dir`, or reuse it when already complete."""
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(data_dir / ".lock"):
         manifest_path = data_dir / "data.json"
         fingerprint = cfg.fingerprint()
         if manifest_path.is_file():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from losslens.model.config import DTYPES
+
 
 def register(sub) -> None:
     p = sub.add_parser("eval", help="held-out loss and task metrics of a checkpoint or HF model dir",
@@ -17,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("--heldout", type=Path, nargs="*", metavar="CORPUS",
                    help=".txt or .jsonl corpora for held-out loss (default: the world's val.txt and per-genre files)")
     p.add_argument("--heldout-tokens", type=int, default=65536, help="max tokens scored per corpus")
-    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--dtype", choices=DTYPES, default="fp32")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--limit", type=int, help="evaluate only the first N items of each task")

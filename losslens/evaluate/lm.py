@@ -15,8 +15,7 @@ from pathlib import Path
 import torch
 
 from losslens.errors import InputError
-
-DTYPES = ("fp32", "bf16")
+from losslens.model.config import DTYPES
 
 
 @dataclass

@@ -21,8 +21,8 @@ from pathlib import Path
 from losslens.config import from_dict, knob, load_toml
 from losslens.errors import InputError
 from losslens.evaluate.settings import EvalSettings
+from losslens.model.config import DTYPES
 
-DTYPES = ("fp32", "bf16")
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 REVISION = re.compile(r"[\w.-]+(/[\w.-]+)*")  # a branch, tag or commit: no spaces, no leading "/"
 STEP = re.compile(r"step[-_]?(\d+)")

@@ -81,6 +81,12 @@ class ExecutorConfig(Config):
     workers: int | None = knob(None, lo=1)  # jobs in flight; default: CPU cores (ray: cluster CPUs) / threads
     threads: int = knob(1, lo=1)      # torch threads per job
     address: str | None = None        # ray cluster address; None starts a local one
+    num_gpus: float | None = knob(None, lo=0)  # GPUs per job (1, 2, ... or 1/n to share one); None: 1 if visible
+
+    def _rules(self, bad):
+        g = self.num_gpus
+        if g is not None and not (g == 0 or (g >= 1 and g == int(g)) or (0 < g < 1 and 1 / g == round(1 / g))):
+            raise bad("num_gpus", f"must be 0, a whole number of GPUs or 1/n of one, got {g}")
 
 
 @dataclass(frozen=True)

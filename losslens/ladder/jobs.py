@@ -101,10 +101,13 @@ def _train(job: TrainJob, t0: float) -> JobResult:
 
 
 def _evaluate(job: EvalJob, t0: float) -> JobResult:
+    import torch
+
     from losslens.errors import InputError
     from losslens.evaluate.evaluate import evaluate_model
     from losslens.train.record import load_record
 
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # the worker's own GPU, when it has one
     record = load_record(job.run_dir)
     results = []
     for step in job.steps:
@@ -115,16 +118,22 @@ def _evaluate(job: EvalJob, t0: float) -> JobResult:
                            world=Path(job.world_dir) if job.world_dir else None,
                            heldout=[Path(p) for p in job.heldout] if job.heldout else None,
                            heldout_tokens=job.heldout_tokens, batch_size=job.batch_size, limit=job.limit,
-                           seed=job.seed, run=job.run, step=step, tokens=entry["tokens"])
+                           seed=job.seed, run=job.run, step=step, tokens=entry["tokens"], device=device)
         # The weights stay here; storing a losslens checkpoint's result reads only its metadata.
         r.lm.model = r.lm.tokenizer = None
         results.append(r)
     return JobResult(job, time.perf_counter() - t0, evals=results)
 
 
-def init_worker(threads: int) -> None:
-    """A local worker's first act: thread environment before torch is imported, then torch's pool."""
+def init_worker(threads: int, devices: list[str] | None = None, counter=None) -> None:
+    """A local worker's first act: thread environment and its GPU(s) (`devices[i]` for the i-th worker
+    to start, as CUDA_VISIBLE_DEVICES) before torch is imported, then torch's pool."""
     os.environ.update(thread_env(threads))
+    if devices is not None and counter is not None:
+        with counter.get_lock():
+            index = counter.value
+            counter.value += 1
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices[index % len(devices)]
     import torch
 
     torch.set_num_threads(threads)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from losslens.config import to_dict
-from losslens.errors import InputError, UserError
+from losslens.errors import InputError, LadderFailed, UserError
 from losslens.fmt import num
 from losslens.io import write_json
 from losslens.ladder.config import LadderConfig
@@ -31,10 +31,6 @@ from losslens.ladder.progress import LadderView, RunState, read_progress
 from losslens.train.record import load_record
 
 POLL_S = 0.5   # how often the driver looks at progress files and new checkpoints
-
-
-class LadderFailed(UserError):
-    """Some jobs failed (each with its own one-line reason); the rest of the ladder is kept."""
 
 
 @dataclass

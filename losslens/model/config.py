@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from losslens.config import Config, from_dict, knob
 from losslens.errors import InputError
 
+DTYPES = ("fp32", "bf16")  # the compute dtypes losslens trains and evaluates in, everywhere
+
+
 
 @dataclass
 class ModelConfig(Config):

@@ -53,9 +53,25 @@ class Attention(nn.Module):
         q, k = qk.split((self.n_heads, self.n_kv_heads), dim=2)
         v = v.view(B, T, self.n_kv_heads, self.head_dim)
         # SDPA wants (B, heads, T, head_dim); a KV cache would concatenate past k, v here.
-        y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                           is_causal=True, enable_gqa=self.n_kv_heads != self.n_heads)
+        y = causal_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
+
+
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Causal SDPA over (B, heads, T, head_dim) tensors; k and v may have fewer (grouped) heads.
+
+    On CUDA, SDPA's `enable_gqa` runs only in the flash kernel (fp16/bf16) or the slow math one, so
+    fp32 (and any case flash cannot take) would fall back to math: there the KV heads are repeated
+    instead, which the memory-efficient and cuDNN kernels take. CPU keeps `enable_gqa` (its flash
+    kernel handles groups, and CPU numbers stay what they were)."""
+    groups = q.shape[1] // k.shape[1]
+    if groups > 1 and _repeat_kv(q):
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=k.shape[1] != q.shape[1])
+
+
+def _repeat_kv(q: torch.Tensor) -> bool:
+    return q.is_cuda and q.dtype not in (torch.float16, torch.bfloat16)
 
 
 class SwiGLU(nn.Module):

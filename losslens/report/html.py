@@ -5,7 +5,8 @@
 
 Sections: the paper's claims (a)-(e) from `study.summary`, the verdict of every (task, metric) on both
 loss axes, the correlations of the paper's Table 2, the same-loss test, the backtests, the scaling law,
-and per task its figures against the validation loss, the other-genres loss and compute.
+per task its figures against the validation loss, the other-genres loss and compute, and the training
+log of each run (report/training.py).
 
 Every piece of text goes through `html.escape` (`_cell`); markup is built only by the `Html` helpers.
 """
@@ -21,6 +22,7 @@ from losslens.fmt import interval, num
 from losslens.io import write_text
 from losslens.report.claims import claim_rows, headline
 from losslens.report.figures import Figure, write_study_figures
+from losslens.report.training import TrainingLog, training_figure, training_logs
 
 AXIS_CAPTIONS = {"loss": "against the validation loss", "other": "against the loss on the other genres",
                  "compute": "against compute 6ND", "scaling-tokens": "loss against tokens, with the fitted law",
@@ -299,6 +301,21 @@ def _by_task(study):
     return list(out.items())
 
 
+def training_section(logs: list[TrainingLog], figure: str | None) -> Html:
+    parts = [_tag("h2", "Training", id="training")]
+    if not logs:
+        return _join(parts + [_tag("p", "No training logs (metrics.jsonl) beside these runs' checkpoints.")])
+    parts.append(_tag("p", "Training loss at every optimizer step, from each run's metrics.jsonl; tokens/s and "
+                      "MFU are medians over the logged steps (MFU is '-' where the device's peak is unknown)."))
+    rows = [[log.run, log.rows[-1]["step"], num(log.final_loss, ".4f"), f"{log.tokens_per_s:,.0f}",
+             "-" if log.mfu is None else f"{100 * log.mfu:.1f}%"] for log in logs]
+    parts.append(_table(["run", "steps", "final training loss", "tokens/s", "MFU"], rows, {1, 2, 3, 4}))
+    if figure:
+        parts.append(Html(f'<div class="figs"><figure><img src="figures/{escape(figure)}" '
+                          f'alt="training loss per step"></figure></div>'))
+    return _join(parts)
+
+
 # ---------------------------------------------------------------- the page
 
 
@@ -320,18 +337,20 @@ def _header(study, title: str) -> Html:
 def _nav(study) -> Html:
     links = [("claims", "Claims"), ("verdicts", "Verdicts"), ("correlations", "Correlations"),
              ("same-loss", "Same-loss test"), ("backtests", "Backtests"), ("scaling-law", "Scaling law"),
-             ("tasks", "Tasks:")]
+             ("training", "Training"), ("tasks", "Tasks:")]
     links += [(f"task-{i}", task) for i, (task, _) in enumerate(_by_task(study))]
     return Html("".join(f'<a href="#{escape(a)}">{escape(text)}</a>' for a, text in links))
 
 
 def render(study, figures: list[Figure], *, title: str = "losslens report",
-           sample_pages: dict[str, str] | None = None) -> str:
+           sample_pages: dict[str, str] | None = None,
+           training: tuple[list[TrainingLog], str | None] = ([], None)) -> str:
     """The page as a string; `figures` are those `write_study_figures` drew (paths relative to the page),
-    `sample_pages` the per-task item pages (task -> relative path)."""
+    `sample_pages` the per-task item pages (task -> relative path), `training` the runs' training logs
+    and the name of their figure."""
     body = _join([claims_section(study), verdicts_section(study), correlations_section(study),
                   same_loss_section(study), backtests_section(study), scaling_section(study, figures),
-                  tasks_section(study, figures, sample_pages)])
+                  training_section(*training), tasks_section(study, figures, sample_pages)])
     return (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
@@ -352,9 +371,11 @@ def write_report(out_dir, study, *, title: str = "losslens report") -> Path:
     from losslens.report.samples import write_sample_pages
 
     sample_pages = write_sample_pages(report_dir, study, [task for task, _ in _by_task(study)], CSS)
+    logs = training_logs(getattr(study.table, "path", None))
+    train_fig = training_figure(logs, fig_dir / "training-loss.png").name if logs else None
     index = report_dir / "index.html"
-    write_text(index, render(study, figures, title=title, sample_pages=sample_pages))
-    keep = {f.name for f in figures}
+    write_text(index, render(study, figures, title=title, sample_pages=sample_pages, training=(logs, train_fig)))
+    keep = {f.name for f in figures} | {train_fig}
     for old in fig_dir.glob("*.png"):
         if old.name not in keep:
             old.unlink()

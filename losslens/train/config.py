@@ -15,8 +15,9 @@ from pathlib import Path
 from losslens.config import Config, from_dict, knob, load_toml
 from losslens.data.prepare import DataConfig
 from losslens.errors import InputError
+from losslens.model.config import DTYPES
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", *DTYPES)  # auto: bf16 autocast on CUDA (where supported), fp32 on CPU
 
 
 @dataclass
@@ -34,8 +35,14 @@ class TrainConfig(Config):
     beta1: float = knob(0.9, lo=0, lt=1)
     beta2: float = knob(0.95, lo=0, lt=1)
     grad_clip: float = knob(1.0, lo=0)     # max global grad norm; 0 turns clipping off
-    precision: str = knob("fp32", choices=PRECISIONS)  # "fp32" or "bf16" (autocast)
-    compile: bool = False                  # torch.compile the model
+    precision: str = knob("auto", choices=PRECISIONS)  # "auto" (bf16 on CUDA, fp32 on CPU), "fp32" or "bf16"
+    compile: bool | None = None            # torch.compile the model; None: on CUDA yes, on CPU no
+    tf32: bool = True                      # CUDA: fp32 matmuls on TF32 tensor cores (no effect on CPU)
+    fsdp: bool = False                     # under torchrun: shard weights and optimizer state (FSDP2), not DDP
+    log_every: int = knob(10, lo=1)        # steps between host syncs; every step is still logged
+    peak_flops: float = knob(0.0, lo=0)    # per-device peak FLOP/s for MFU; 0: the table for known GPUs
+    tensorboard: bool = False              # also write <run dir>/tensorboard (if tensorboard is installed)
+    wandb: bool = False                    # also log to Weights & Biases (if wandb is installed)
     seed: int = knob(0, 0, 2**63 - 1)      # init and data order
     threads: int = knob(0, lo=0)           # torch threads per process; 0 leaves torch's default
     checkpoints: list[int] | None = None   # token milestones; default: `num_checkpoints` geometric ones

@@ -1,4 +1,7 @@
-"""Data parallelism under torchrun: gloo on CPU, NCCL on GPU. A single process is world size 1."""
+"""Data parallelism under torchrun: gloo on CPU, NCCL on GPU. A single process is world size 1.
+
+NCCL reduces only CUDA tensors, so every collective here runs on a tensor on `Dist.device`
+(`all_reduce_sum` moves a stray CPU tensor there and returns the reduced tensor)."""
 
 from __future__ import annotations
 
@@ -24,7 +27,9 @@ class Dist:
         return self.world_size > 1
 
     def all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
+        """The sum of `t` over ranks, as a tensor on this rank's device (`t` itself when it lives there)."""
         if self.enabled:
+            t = t.to(self.device)
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t
 
@@ -51,3 +56,15 @@ def init_distributed(device: str | None = None) -> Dist:
 def shutdown(d: Dist) -> None:
     if d.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def shard_model(model: torch.nn.Module) -> torch.nn.Module:
+    """FSDP2: shard every transformer block, then the rest (embedding, final norm, tied head), over all
+    ranks. Each rank keeps 1/world of the weights, gradients and AdamW state; a block's weights are
+    all-gathered just for its forward and backward. The module is changed in place (DTensor params)."""
+    from torch.distributed.fsdp import fully_shard
+
+    for block in model.layers:
+        fully_shard(block)
+    fully_shard(model)
+    return model

@@ -6,14 +6,19 @@
 Exact resume: the batch of step s is a pure function of (seed, s), optimizer state and the torch RNG
 are checkpointed, so a run killed anywhere and resumed from its newest good checkpoint ends with
 bit-identical weights (CPU, fp32, same thread count).
+
+On a GPU the loop never waits for the device inside a step: the loss is summed on the device, batches
+are copied from pinned memory without blocking, and the host reads losses and gradient norms once
+every `train.log_every` steps (and before each checkpoint), which is also when a non-finite value
+stops the run and when the metrics file (losslens.train.metrics) gets its per-step lines.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import math
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +29,12 @@ from losslens import __version__
 from losslens.config import to_dict
 from losslens.data import PreparedData, WindowSampler, eval_windows, prepare_data
 from losslens.errors import InputError, UserError
+from losslens.io import LockHeld, file_lock
 from losslens.train import checkpoint as ckpt
-from losslens.train.config import RunConfig
-from losslens.train.distributed import Dist, init_distributed, shutdown
+from losslens.train.config import RunConfig, TrainConfig
+from losslens.train.distributed import Dist, init_distributed, shard_model, shutdown
+from losslens.train.metrics import MetricsLog
+from losslens.train.mfu import device_name, mfu, peak_flops
 from losslens.train.progress import TrainProgress
 from losslens.train.record import RunRecord, load_record
 from losslens.train.schedule import lr_at
@@ -45,12 +53,55 @@ class TrainResult:
     already_complete: bool = False
 
 
-def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.AdamW:
+@dataclass(frozen=True)
+class DeviceSettings:
+    """What `auto` config values mean on this run's device (recorded in run.json)."""
+
+    device: torch.device
+    precision: str        # "fp32" | "bf16"
+    compile: bool
+    fused_adamw: bool     # one fused kernel for the AdamW update (CUDA); CPU keeps the default for-each
+    tf32: bool
+
+
+def device_settings(tc: TrainConfig, device: torch.device) -> DeviceSettings:
+    cuda = device.type == "cuda"
+    precision = tc.precision
+    if precision == "auto":
+        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+    return DeviceSettings(device=device, precision=precision,
+                          compile=cuda if tc.compile is None else tc.compile, fused_adamw=cuda, tf32=cuda and tc.tf32)
+
+
+@contextlib.contextmanager
+def cuda_matmul_precision(tf32: bool):
+    """TF32 for fp32 matmuls and convolutions while training; the previous setting afterwards, so an
+    evaluation later in the same worker process computes in exact fp32."""
+    if not torch.cuda.is_available():
+        yield
+        return
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def build_optimizer(model: torch.nn.Module, cfg, fused: bool = False) -> torch.optim.AdamW:
     # Decay matrices and embeddings; not norm gains (1-d), which would be pulled towards zero.
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8,
+                             **({"fused": True} if fused else {}))
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host batch -> device: from pinned memory without blocking the host on CUDA; a no-op on CPU."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def autocast(precision: str, device: torch.device):
@@ -66,17 +117,28 @@ def next_token_loss(model, x: torch.Tensor, y: torch.Tensor, precision: str) -> 
 
 
 @torch.no_grad()
-def heldout_loss(model, windows: torch.Tensor, *, batch_size: int, precision: str, d: Dist) -> float:
-    """Mean nats/token over fixed held-out windows, split across ranks and summed exactly once."""
+def heldout_loss(model, windows: torch.Tensor, *, batch_size: int, precision: str, d: Dist,
+                 same_calls: bool = False) -> float:
+    """Mean nats/token over fixed held-out windows, split across ranks and summed exactly once.
+
+    The sum stays on the device (one host read at the end). `same_calls` (FSDP: every forward is a
+    collective) makes every rank run the same number of forwards, a rank without windows left
+    scoring a window with weight 0."""
     was_training = model.training
     model.eval()
-    total = torch.zeros(2, dtype=torch.float64)
-    for i in range(d.rank * batch_size, windows.size(0), batch_size * d.world_size):
-        w = windows[i:i + batch_size].to(d.device)
+    loss_sum, n_sum = torch.zeros((), dtype=torch.float64, device=d.device), 0
+    stride = batch_size * d.world_size
+    for start in range(0, windows.size(0), stride):
+        i = start + d.rank * batch_size
+        w = windows[i:i + batch_size]
+        if w.size(0) == 0 and not same_calls:
+            continue
         n = w[:, 1:].numel()
-        total += torch.tensor([float(next_token_loss(model, w[:, :-1], w[:, 1:], precision)) * n, n],
-                              dtype=torch.float64)
-    d.all_reduce_sum(total)
+        w = to_device(w if n else windows[:1], d.device)
+        loss_sum += next_token_loss(model, w[:, :-1], w[:, 1:], precision).double() * n
+        n_sum += n
+    total = torch.stack((loss_sum, torch.tensor(float(n_sum), dtype=torch.float64, device=d.device)))
+    total = d.all_reduce_sum(total)
     model.train(was_training)
     return float(total[0] / total[1])
 
@@ -85,8 +147,8 @@ def train(cfg: RunConfig, run_dir: str | Path, *, config_source: str | None = No
           quiet: bool = False, on_step: Callable[[int, float], None] | None = None) -> TrainResult:
     """Train (or resume, or report complete) the run described by `cfg` in `run_dir`.
 
-    `on_step(step, train_loss)` is called on rank 0 after every optimizer step (the ladder's
-    progress channel); it must be cheap."""
+    `on_step(step, train_loss)` is called on rank 0 for every optimizer step, in bursts when the
+    host reads the losses (every `train.log_every` steps; the ladder's progress channel); it must be cheap."""
     from losslens.model import ModelConfig, flops_per_token, param_counts
 
     run_dir = Path(run_dir).resolve()  # records hold absolute paths: usable from any directory
@@ -121,8 +183,11 @@ def train(cfg: RunConfig, run_dir: str | Path, *, config_source: str | None = No
                 tokenizer=str(data.tokenizer.path), tokenizer_hash=data.tokenizer.hash,
                 data_dir=str(data.dir), tokens_per_step=tc.tokens_per_step, total_steps=tc.total_steps,
                 world_size=d.world_size, losslens_version=__version__)
-        with _exclusive(run_dir, d):
-            return _run(cfg, run_dir, data, model_cfg, record, d, quiet=quiet, on_step=on_step)
+        ds = device_settings(tc, d.device)
+        record.device, record.precision = device_name(d.device), ds.precision
+        record.peak_flops = tc.peak_flops or peak_flops(record.device, ds.precision, ds.tf32)
+        with _exclusive(run_dir, d), cuda_matmul_precision(ds.tf32):
+            return _run(cfg, run_dir, data, model_cfg, record, d, ds, quiet=quiet, on_step=on_step)
     finally:
         shutdown(d)
 
@@ -134,14 +199,12 @@ def _exclusive(run_dir: Path, d: Dist):
     if not d.is_main:
         yield
         return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ".lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError(run_dir, "another process is training this run right now; stop it or wait",
-                             field="run dir") from None
-        yield
+    try:
+        with file_lock(run_dir / ".lock", wait=False):
+            yield
+    except LockHeld:
+        raise InputError(run_dir, "another process is training this run right now; stop it or wait",
+                         field="run dir") from None
 
 
 def _resume_point(run_dir: Path, record: RunRecord, quiet: bool, d: Dist):
@@ -164,32 +227,36 @@ def _resume_point(run_dir: Path, record: RunRecord, quiet: bool, d: Dist):
 
 
 def _run(cfg: RunConfig, run_dir: Path, data: PreparedData, model_cfg, record: RunRecord, d: Dist,
-         *, quiet: bool, on_step=None) -> TrainResult:
+         ds: DeviceSettings, *, quiet: bool, on_step=None) -> TrainResult:
     from losslens.model import LlamaLM
 
     tc = cfg.train
     torch.manual_seed(tc.seed)
     model = LlamaLM(model_cfg).to(d.device)
-    optimizer = build_optimizer(model, tc)
+    fsdp = d.enabled and tc.fsdp
     milestones = tc.milestone_steps()
-    start_step = 0
+    start_step, state = 0, None
     resume = _resume_point(run_dir, record, quiet, d)
     if resume is not None:
         start_step, model_payload, state = resume
-        model.load_state_dict(model_payload["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        model.load_state_dict(model_payload["model"])  # before sharding: every rank loads the full weights
         torch.set_rng_state(state["torch_rng"])
         record.truncate_after(start_step)
         if d.is_main and not quiet:
             print(f"resuming {run_dir} from step {start_step} ({start_step * tc.tokens_per_step:,} tokens)")
     elif record.checkpoints:
         record.truncate_after(0)
+    if fsdp:
+        shard_model(model)
+    optimizer = build_optimizer(model, tc, fused=ds.fused_adamw)
+    if state is not None:
+        _load_optimizer(model, optimizer, state["optimizer"], fsdp)
     record.status, record.error = "running", None
     if d.is_main:
         record.save(run_dir)
 
-    forward_model = torch.compile(model) if tc.compile else model
-    if d.enabled:
+    forward_model = torch.compile(model) if ds.compile else model
+    if d.enabled and not fsdp:
         forward_model = torch.nn.parallel.DistributedDataParallel(forward_model)
     sampler = WindowSampler(data.train.tokens, tc.seq_len, tc.batch_size, tc.seed)
     val = eval_windows(data.val.tokens, tc.seq_len, tc.eval_tokens)
@@ -198,51 +265,126 @@ def _run(cfg: RunConfig, run_dir: Path, data: PreparedData, model_cfg, record: R
     min_lr = tc.lr * tc.min_lr_ratio
     warmup_steps = min(round(tc.warmup_fraction * tc.total_steps), tc.total_steps - 1)
 
-    progress = TrainProgress(total_steps=tc.total_steps, start_step=start_step,
-                             tokens_per_step=tc.tokens_per_step, enabled=d.is_main and not quiet)
+    log = StepLog(record, d, tc, run_dir, start_step, on_step, quiet=quiet)
     model.train()
-    with progress:
+    with contextlib.closing(log), log.progress:
         for step in range(start_step, tc.total_steps):
             lr = lr_at(step, total_steps=tc.total_steps, max_lr=tc.lr, min_lr=min_lr, warmup_steps=warmup_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x, y = sampler.batch(step, slice(d.rank * rows_per_rank, (d.rank + 1) * rows_per_rank))
-            step_loss = torch.zeros((), dtype=torch.float64)
+            x, y = to_device(x, d.device), to_device(y, d.device)
+            step_loss = torch.zeros((), dtype=torch.float64, device=d.device)  # summed on the device: no sync
             for i in range(0, rows_per_rank, micro):
-                xb, yb = x[i:i + micro].to(d.device), y[i:i + micro].to(d.device)
-                # Only the last micro-batch all-reduces gradients under DDP.
-                sync = contextlib.nullcontext() if (not d.enabled or i + micro >= rows_per_rank) \
-                    else forward_model.no_sync()
+                last = i + micro >= rows_per_rank  # only the last micro-batch reduces gradients
+                if fsdp:
+                    model.set_requires_gradient_sync(last)
+                sync = contextlib.nullcontext() if (not d.enabled or fsdp or last) else forward_model.no_sync()
                 with sync:
-                    loss = next_token_loss(forward_model, xb, yb, tc.precision) * (xb.size(0) / rows_per_rank)
+                    loss = next_token_loss(forward_model, x[i:i + micro], y[i:i + micro], ds.precision)
+                    loss = loss * (min(micro, rows_per_rank - i) / rows_per_rank)
                     loss.backward()
-                step_loss += loss.detach().double().cpu()
-            train_loss = float(d.all_reduce_sum(step_loss) / d.world_size)
+                step_loss += loss.detach().double()
+            if d.enabled:
+                step_loss = d.all_reduce_sum(step_loss) / d.world_size
             grad_norm = (torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-                         if tc.grad_clip > 0 else torch.zeros(()))
-            if not math.isfinite(train_loss):
-                _diverged(record, run_dir, d, f"non-finite training loss ({train_loss}) at step {step + 1}")
-            if not math.isfinite(float(grad_norm)):
-                _diverged(record, run_dir, d, f"non-finite gradient norm at step {step + 1}")
+                         if tc.grad_clip > 0 else torch.zeros((), device=d.device))
+            if fsdp and hasattr(grad_norm, "full_tensor"):
+                grad_norm = grad_norm.full_tensor()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             done = step + 1
-            progress.update(done, train_loss)
-            if on_step is not None and d.is_main:
-                on_step(done, train_loss)
+            log.step(done, lr, step_loss, grad_norm)
+            if done % tc.log_every == 0 or done in milestones:
+                log.flush()  # the one host sync of these steps; raises TrainingDiverged
             if done in milestones:
-                val_loss = heldout_loss(model, val, batch_size=micro, precision=tc.precision, d=d)
+                val_loss = heldout_loss(model, val, batch_size=micro, precision=ds.precision, d=d, same_calls=fsdp)
                 if not math.isfinite(val_loss):
                     _diverged(record, run_dir, d, f"non-finite held-out loss ({val_loss}) at step {done}")
                 entry = _save_checkpoint(run_dir, model, optimizer, model_cfg, record, done, tc, val_loss,
-                                         train_loss, lr, data, d)
-                if entry is not None:
-                    progress.milestone(entry)
+                                         log.last_loss, lr, data, d, fsdp, log.last_speed)
+                log.checkpointed(entry)
         record.status = "complete"
         if d.is_main:
             record.save(run_dir)
     d.barrier()
     return TrainResult(run_dir, record)
+
+
+class StepLog:
+    """Per-step loss, lr, grad norm, tokens/s and MFU: kept on the device until `flush`, then checked,
+    shown (progress bar, `on_step`) and appended to the metrics file (rank 0)."""
+
+    def __init__(self, record: RunRecord, d: Dist, tc: TrainConfig, run_dir: Path, start_step: int,
+                 on_step, *, quiet: bool):
+        self.record, self.d, self.run_dir, self.on_step = record, d, run_dir, on_step
+        self.tokens_per_step = tc.tokens_per_step
+        self.pending: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []
+        self.last_loss, self.last_speed = float("nan"), None
+        self.progress = TrainProgress(total_steps=tc.total_steps, start_step=start_step,
+                                      tokens_per_step=tc.tokens_per_step, enabled=d.is_main and not quiet)
+        self.metrics = MetricsLog(run_dir, start_step=start_step, tensorboard=tc.tensorboard, wandb=tc.wandb,
+                                  run_name=record.name, config=record.config) if d.is_main else None
+        self.t0 = time.perf_counter()
+
+    def step(self, step: int, lr: float, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        self.pending.append((step, lr, loss, grad_norm))
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        values = torch.stack([torch.stack((loss, norm.double())) for _, _, loss, norm in self.pending]).tolist()
+        seconds = time.perf_counter() - self.t0  # after the read above: the device has finished these steps
+        speed = len(self.pending) * self.tokens_per_step / max(seconds, 1e-9)
+        util = mfu(speed, self.record.flops_per_token, self.record.peak_flops, self.d.world_size)
+        rows, failure = [], None
+        for (step, lr, _, _), (loss, norm) in zip(self.pending, values):
+            if not (math.isfinite(loss) and math.isfinite(norm)):
+                failure = (f"non-finite training loss ({loss}) at step {step}" if not math.isfinite(loss)
+                           else f"non-finite gradient norm at step {step}")
+                break
+            rows.append({"step": step, "tokens": step * self.tokens_per_step, "loss": loss, "lr": lr,
+                         "grad_norm": norm, "tokens_per_s": speed, "mfu": util, "time": time.time()})
+            if self.on_step is not None and self.d.is_main:
+                self.on_step(step, loss)
+        self.pending.clear()
+        if self.metrics is not None:
+            self.metrics.write(rows)  # the steps before a failure are kept in the log
+        if failure:
+            _diverged(self.record, self.run_dir, self.d, failure)
+        self.last_loss, self.last_speed = rows[-1]["loss"], (speed, util)
+        self.progress.update(rows[-1]["step"], self.last_loss, util)
+        self.t0 = time.perf_counter()
+
+    def checkpointed(self, entry: dict | None) -> None:
+        if entry is not None:
+            self.progress.milestone(entry)
+        if self.metrics is not None:
+            self.metrics.sync()
+        self.t0 = time.perf_counter()  # held-out scoring and saving are not training throughput
+
+    def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
+
+
+def _load_optimizer(model, optimizer, payload: dict, fsdp: bool) -> None:
+    if not fsdp:
+        optimizer.load_state_dict(payload)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, optimizer, payload, options=StateDictOptions(full_state_dict=True))
+
+
+def _full_state(model, optimizer, fsdp: bool) -> tuple[dict, dict]:
+    """Unsharded weights and optimizer state (FSDP: gathered to rank 0 on the CPU; a collective)."""
+    if not fsdp:
+        return model.state_dict(), optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_model_state_dict(model, options=options), get_optimizer_state_dict(model, optimizer, options=options)
 
 
 def _diverged(record: RunRecord, run_dir: Path, d: Dist, what: str):
@@ -255,23 +397,24 @@ def _diverged(record: RunRecord, run_dir: Path, d: Dist, what: str):
 
 
 def _save_checkpoint(run_dir, model, optimizer, model_cfg, record, step, tc, val_loss, train_loss, lr,
-                     data: PreparedData, d: Dist):
+                     data: PreparedData, d: Dist, fsdp: bool = False, speed=None):
     """Rank 0 writes weights, optimizer state and the record entry; the others wait for it."""
     tokens = step * tc.tokens_per_step
     entry = None
+    model_state, optimizer_state = _full_state(model, optimizer, fsdp)
     if d.is_main:
         meta = {"format": "losslens-checkpoint/1", "run": record.name, "step": step, "tokens": tokens,
                 "val_loss": val_loss, "model_config": to_dict(model_cfg), "tokenizer": record.tokenizer,
                 "tokenizer_hash": record.tokenizer_hash}
         path = ckpt.ckpt_path(run_dir, tokens)
-        sha = ckpt.save(path, {**meta, "model": model.state_dict()})
+        sha = ckpt.save(path, {**meta, "model": model_state})
         ckpt.save(ckpt.ckpt_path(run_dir, tokens, "state"),
-                  {"step": step, "tokens": tokens, "optimizer": optimizer.state_dict(),
+                  {"step": step, "tokens": tokens, "optimizer": optimizer_state,
                    "torch_rng": torch.get_rng_state()})
         val_bpb = val_loss / math.log(2) / data.val.bytes_per_token
         entry = record.add_checkpoint(step=step, tokens=tokens, val_loss=val_loss, val_bpb=val_bpb,
                                       train_loss=train_loss, lr=lr, path=str(path.relative_to(run_dir)),
-                                      sha256=sha)
+                                      sha256=sha, tokens_per_s=speed and speed[0], mfu=speed and speed[1])
         record.save(run_dir)
         for _tokens, old in ckpt.list_checkpoints(run_dir, "state")[:-tc.keep_states]:
             old.unlink(missing_ok=True)

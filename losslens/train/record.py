@@ -32,6 +32,9 @@ class RunRecord:
     total_steps: int
     world_size: int
     losslens_version: str
+    device: str | None = None         # where it last trained: "cpu" or the GPU's name
+    precision: str | None = None      # what train.precision resolved to there: "fp32" | "bf16"
+    peak_flops: float | None = None   # per-device peak FLOP/s that MFU is measured against (None: unknown)
     status: str = "running"           # running | complete | failed
     error: str | None = None
     checkpoints: list[dict] = field(default_factory=list)
