@@ -52,3 +52,22 @@ def test_unusable_corpora_fail_with_one_line(tmp_path):
     tiny.write_text("\n\n".join(["a b c"] * 150))
     proc = run_cli("train", write_run_config(tmp_path / "b.toml", tiny), "--out", tmp_path / "b")
     assert proc.returncode == 2 and "fewer than one window" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_run_dir_of_an_earlier_version_still_matches_its_config():
+    """run.json of a version before the CUDA defaults (no tf32/fsdp/... keys, precision fp32, compile
+    false) is the same run as today's default config on CPU; a real change is still refused."""
+    from losslens.config import to_dict
+    from losslens.train.config import ADDED_TRAIN_KEYS, RunConfig, TrainConfig, matches_record, resumed_as_recorded
+
+    cfg = RunConfig(name="r", model={"d_model": 16}, train=TrainConfig(tokens=100_000))
+    now = to_dict(cfg)
+    old = {**now, "train": {k: v for k, v in now["train"].items() if k not in ADDED_TRAIN_KEYS}}
+    old["train"].update(precision="fp32", compile=False)
+    assert matches_record(old, now) and matches_record(now, now)
+    assert resumed_as_recorded(cfg.train, old).precision == "fp32"
+    assert resumed_as_recorded(cfg.train, old).compile is False
+    assert resumed_as_recorded(cfg.train, now) == cfg.train
+    changed = {**old, "train": {**old["train"], "lr": 1e-3}}
+    assert not matches_record(changed, now)
+    assert not matches_record(old, {**now, "train": {**now["train"], "fsdp": True}})

@@ -22,7 +22,7 @@ from losslens.data.prepare import PreparedData
 from losslens.errors import InputError
 from losslens.ladder.config import LadderConfig
 from losslens.ladder.jobs import EvalJob, TrainJob
-from losslens.train.config import RunConfig
+from losslens.train.config import RunConfig, matches_record
 from losslens.train.record import RunRecord, load_record
 
 EVAL_GRANULARITY = ("checkpoint", "run")
@@ -89,7 +89,7 @@ def make_plan(cfg: LadderConfig, out: Path, data: PreparedData, *, per: str = "c
     for name, rc in run_configs(cfg, data.dir):
         run_dir = (out / "runs" / name).resolve()
         record = load_record(run_dir)
-        if record is not None and record.config != to_dict(rc):
+        if record is not None and not matches_record(record.config, to_dict(rc)):
             raise InputError(run_dir / "run.json", "this run dir holds a run with a different config (was the "
                              "ladder config changed?); use another --out or remove the run dir", field="config")
         shape = ModelConfig.from_dict({"max_seq_len": rc.train.seq_len, **rc.model,

@@ -7,6 +7,7 @@ wrong types and impossible values, so the CLI prints one line and exits 2.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from importlib import resources
@@ -130,3 +131,38 @@ def load_run_config(name_or_path: str) -> tuple[RunConfig, Path]:
     # Relative paths inside a config are taken from the working directory, like paths on the command line.
     cfg = from_dict(RunConfig, data, source=path)
     return cfg, path
+
+
+# [train] keys added after run dirs of earlier versions were written. Those versions trained with
+# fp32, no torch.compile and these keys' defaults, so their run.json lacks them.
+ADDED_TRAIN_KEYS = ("tf32", "fsdp", "log_every", "peak_flops", "tensorboard", "wandb")
+
+
+def is_legacy_record(recorded: dict) -> bool:
+    """A run.json config written before `ADDED_TRAIN_KEYS` existed."""
+    return "train" in recorded and "tf32" not in recorded["train"]
+
+
+def matches_record(recorded: dict, current: dict) -> bool:
+    """Is `current` (`to_dict` of a RunConfig) the run recorded in a run dir? A record of an earlier
+    version matches a config that asks for what that version did: the added keys at their defaults,
+    and precision "auto" / compile unset where the record says fp32 / no compile (the trainer then
+    resumes it as recorded, `resumed_as_recorded`)."""
+    if not is_legacy_record(recorded) or "train" not in current:
+        return recorded == current
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    old, now = dict(recorded["train"]), current["train"]
+    old.update({k: defaults[k] for k in ADDED_TRAIN_KEYS if k in now})
+    if old.get("precision") == "fp32" and now.get("precision") == "auto":
+        old["precision"] = "auto"
+    if old.get("compile") is False and now.get("compile") is None:
+        old["compile"] = None
+    return {**recorded, "train": old} == current
+
+
+def resumed_as_recorded(tc: TrainConfig, recorded: dict) -> TrainConfig:
+    """The [train] settings a run continues with: an earlier version's run keeps its fp32, no compile."""
+    if not is_legacy_record(recorded):
+        return tc
+    return dataclasses.replace(tc, precision=recorded["train"].get("precision", "fp32"),
+                               compile=bool(recorded["train"].get("compile", False)))

@@ -16,6 +16,7 @@ stops the run and when the metrics file (losslens.train.metrics) gets its per-st
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import sys
 import time
@@ -31,7 +32,7 @@ from losslens.data import PreparedData, WindowSampler, eval_windows, prepare_dat
 from losslens.errors import InputError, UserError
 from losslens.io import LockHeld, file_lock
 from losslens.train import checkpoint as ckpt
-from losslens.train.config import RunConfig, TrainConfig
+from losslens.train.config import RunConfig, TrainConfig, matches_record, resumed_as_recorded
 from losslens.train.distributed import Dist, init_distributed, shard_model, shutdown
 from losslens.train.metrics import MetricsLog
 from losslens.train.mfu import device_name, mfu, peak_flops
@@ -162,9 +163,12 @@ def train(cfg: RunConfig, run_dir: str | Path, *, config_source: str | None = No
             torch.set_num_threads(tc.threads)
         record = load_record(run_dir)
         config_dict = to_dict(cfg)
-        if record is not None and record.config != config_dict:
+        if record is not None and not matches_record(record.config, config_dict):
             raise InputError(run_dir / "run.json", "this run dir holds a run with a different config; "
                                                    "use another --out", field="config")
+        if record is not None:
+            cfg = dataclasses.replace(cfg, train=resumed_as_recorded(tc, record.config))
+            tc = cfg.train
         if record is not None and record.status == "complete":
             return TrainResult(run_dir, record, already_complete=True)
 
