@@ -10,14 +10,14 @@ from pathlib import Path
 
 from losslens.errors import InputError
 from losslens.evaluate.heldout import HeldoutLoss, heldout_loss, read_corpus
-from losslens.evaluate.lm import LM, load_lm
+from losslens.evaluate.lm import ScoringModel, load_lm
 from losslens.evaluate.runner import TaskResult, evaluate_task
 from losslens.evaluate.tasks import resolve_tasks
 
 
 @dataclass
 class ModelResult:
-    lm: LM
+    lm: ScoringModel
     run: str
     step: int
     tokens: int | None
@@ -46,7 +46,7 @@ def evaluate_model(model: str | Path, *, tasks: list[str], world: Path | None = 
                    device: str = "cpu", batch_size: int = 32, limit: int | None = None, seed: int = 0,
                    harness: list[str] | None = None, harness_include: Path | None = None,
                    db: Path | None = None, run: str | None = None, tokens: int | None = None,
-                   step: int | None = None, lm: LM | None = None) -> ModelResult:
+                   step: int | None = None, lm: ScoringModel | None = None) -> ModelResult:
     if harness:  # a typo in a harness task name fails now, not after all the other work
         from losslens.evaluate.harness import check_harness_tasks
         check_harness_tasks(harness, include_path=harness_include)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from losslens.data.sampler import eval_windows
 from losslens.data.tokenizer import iter_documents
 from losslens.errors import InputError
-from losslens.evaluate.lm import LM
+from losslens.evaluate.lm import ScoringModel
 from losslens.io import iter_jsonl
 
 
@@ -50,7 +50,7 @@ def read_corpus(path: str | Path) -> Iterator[str]:
 
 
 @torch.no_grad()
-def heldout_loss(lm: LM, documents: Iterable[str], *, corpus: str = "heldout", max_tokens: int = 262_144,
+def heldout_loss(lm: ScoringModel, documents: Iterable[str], *, corpus: str = "heldout", max_tokens: int = 262_144,
                  seq_len: int | None = None) -> HeldoutLoss:
     seq_len = min(seq_len or lm.max_length, lm.max_length)
     ids: list[int] = []

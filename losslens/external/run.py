@@ -51,10 +51,10 @@ class Stored:
 
 
 def load_entry(entry: Entry, spec: Spec, device: str):
-    """The checkpoint as an `LM` in fp32 (bf16 is autocast at scoring time), with its N in `meta`."""
+    """The checkpoint as a `ScoringModel` in fp32 (bf16 is autocast at scoring time), with its N in `meta`."""
     import torch
 
-    from losslens.evaluate.lm import LM, load_lm, non_embedding_params
+    from losslens.evaluate.lm import ScoringModel, load_lm, non_embedding_params
 
     if entry.path is not None:
         lm = load_lm(entry.path, dtype=spec.dtype, device=device, batch_size=spec.batch_size)
@@ -73,7 +73,7 @@ def load_entry(entry: Entry, spec: Spec, device: str):
             offline = " (HF_HUB_OFFLINE is set: the local cache only)" if huggingface_hub.constants.HF_HUB_OFFLINE else ""
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise InputError(spec.path, f"cannot load {entry.source}{offline}: {first}", field=entry.where) from None
-        lm = LM(model=model.to(device), tokenizer=tokenizer, name=entry.run, dtype=spec.dtype,
+        lm = ScoringModel(model=model.to(device), tokenizer=tokenizer, name=entry.run, dtype=spec.dtype,
                 batch_size=spec.batch_size, meta={"source": "hf"})
     lm.meta.update(path=entry.source, params=entry.params or non_embedding_params(lm.model),
                    total_params=int(lm.model.num_parameters()))
