@@ -94,10 +94,10 @@ class Clock:
 def time_scorers(model, tokenizer, hflm, items: list[Prompt], args, clock: Clock):
     from lm_eval.api.instance import Instance
 
-    from losslens.evaluate.lm import LM
+    from losslens.evaluate.lm import ScoringModel
     from losslens.evaluate.scorer import score_choices
 
-    lm = LM.from_hf(model, tokenizer, batch_size=args.batch_size)
+    lm = ScoringModel.from_hf(model, tokenizer, batch_size=args.batch_size)
     requests = [Instance("loglikelihood", doc={}, arguments=(p.context, c), idx=j)
                 for p in items for j, c in enumerate(p.choices)]
 
@@ -113,14 +113,14 @@ def time_scorers(model, tokenizer, hflm, items: list[Prompt], args, clock: Clock
 
 def time_end_to_end(model, tokenizer, items: list[Prompt], work: Path, args, clock: Clock):
     from losslens.evaluate.harness import choice_task_yaml, run_harness
-    from losslens.evaluate.lm import LM
+    from losslens.evaluate.lm import ScoringModel
     from losslens.evaluate.runner import evaluate_task
     from losslens.evaluate.tasks import load_task
 
     jsonl = work / f"{items[0].id.split('-')[0]}_prompts.jsonl"
     jsonl.write_text("".join(json.dumps(p.__dict__) + "\n" for p in items))
     name = choice_task_yaml(jsonl, work / "tasks", cache_dir=work / "hf-datasets")
-    lm = LM.from_hf(model, tokenizer, batch_size=args.batch_size)
+    lm = ScoringModel.from_hf(model, tokenizer, batch_size=args.batch_size)
 
     def theirs():
         res = run_harness(model, tokenizer, [name], include_path=work / "tasks", batch_size=args.lm_eval_batch_size,

@@ -64,7 +64,7 @@ def evaluate_model(model: str | Path, *, tasks: list[str], world: Path | None = 
     harness_rows = []
     if harness:
         from losslens.evaluate.harness import run_harness
-        harness_rows = run_harness(lm.model, lm.tokenizer, harness, include_path=harness_include,
+        harness_rows = run_harness(lm.model, lm.tokenizer, harness, include_path=harness_include, scoring_model=lm,
                                    limit=limit, batch_size=batch_size, device=device, seed=seed).rows
     result = ModelResult(lm=lm, run=run or lm.name, step=step if step is not None else lm.meta.get("step", 0),
                          tokens=tokens if tokens is not None else lm.meta.get("tokens"), heldout=losses,

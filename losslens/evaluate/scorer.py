@@ -256,10 +256,12 @@ def _left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
 
 @torch.no_grad()
 def generate_tokens(lm: ScoringModel, prompts: list[list[int]], *, max_tokens: list[int],
-                    stops: list[tuple[str, ...]]) -> list[list[int]]:
+                    stops: list[tuple[str, ...]], eos_ids: frozenset[int] | None = None) -> list[list[int]]:
     """Greedy continuations of token prompts with a KV cache, batched `lm.batch_size` prompts at a
-    time. Each row stops on its own: at EOS, at its own `max_tokens`, or once its decoded text
-    contains one of its stop sequences; finished rows leave the batch (and its KV cache) at once."""
+    time. Each row stops on its own: after an EOS token (`eos_ids`, default the tokenizer's; kept in
+    the output), at its own `max_tokens`, or once its decoded text contains one of its stop sequences;
+    finished rows leave the batch (and its KV cache) at once."""
+    eos_ids = eos_ids if eos_ids is not None else frozenset([lm.eos_id])
     outputs: list[list[int] | None] = [None] * len(prompts)
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     dev = lm.device
@@ -284,12 +286,10 @@ def generate_tokens(lm: ScoringModel, prompts: list[list[int]], *, max_tokens: l
             for r, token in enumerate(nxt.tolist()):  # one host copy per step: the stop checks need text
                 row = live[r]
                 i = idx[row]
-                done = token == lm.eos_id
-                if not done:
-                    gen[row].append(token)
-                    done = len(gen[row]) >= max_tokens[i] or (
-                        bool(stops[i]) and any(s in lm.tokenizer.decode(gen[row][-_tail(stops[i]):])
-                                               for s in stops[i]))
+                gen[row].append(token)
+                done = token in eos_ids or len(gen[row]) >= max_tokens[i] or (
+                    bool(stops[i]) and any(s in lm.tokenizer.decode(gen[row][-_tail(stops[i]):])
+                                           for s in stops[i]))
                 if not done:
                     keep.append(r)
             if len(keep) < len(live):
@@ -309,7 +309,7 @@ def generate_tokens(lm: ScoringModel, prompts: list[list[int]], *, max_tokens: l
 
 def _tail(stops: tuple[str, ...]) -> int:
     """Tokens to decode to see a stop sequence that just completed: one per character is enough."""
-    return max(len(s) for s in stops) + 1
+    return max(len(s) for s in stops) + 2
 
 
 def generate_greedy(lm: ScoringModel, prompts: list[str], *, max_tokens: list[int],
@@ -318,7 +318,8 @@ def generate_greedy(lm: ScoringModel, prompts: list[str], *, max_tokens: list[in
     limits = [max(1, min(m, lm.max_length - 1)) for m in max_tokens]  # leave room for a 1-token prompt
     encoded = [list(lm.encode(p) or [lm.prefix_id])[-(lm.max_length - n):] for p, n in zip(prompts, limits)]
     gens = generate_tokens(lm, encoded, max_tokens=limits, stops=stops)
-    return [_cut_at_stop(lm.tokenizer.decode(g, skip_special_tokens=True), s) for g, s in zip(gens, stops)]
+    return [_cut_at_stop(lm.tokenizer.decode([t for t in g if t != lm.eos_id], skip_special_tokens=True), s)
+            for g, s in zip(gens, stops)]
 
 
 def _cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
