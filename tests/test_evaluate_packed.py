@@ -171,3 +171,30 @@ def test_token_cache_is_shared_across_models(tokenizer):
     ids = a.encode("the red cat sat")
     assert b._token_cache is a._token_cache and b.encode("the red cat sat") is ids
     assert ids == tokenizer("the red cat sat")["input_ids"]
+
+
+def test_heldout_loss_without_full_logits_equals_full_cross_entropy(tokenizer, monkeypatch):
+    import torch.nn.functional as F
+
+    from losslens.evaluate import scorer
+    from losslens.evaluate.heldout import heldout_loss
+
+    lm = ScoringModel.from_hf(_llama(len(tokenizer)), tokenizer, batch_size=3)
+    docs = [" ".join(random.Random(i).choices(WORDS, k=20 + i)) for i in range(12)]
+    ids = []
+    for d in docs:
+        ids += tokenizer(d, add_special_tokens=False)["input_ids"] + [lm.eos_id]
+    seq = 32
+    total = 0.0
+    for s in range(0, len(ids) - 1, seq):  # windows of seq + 1 tokens, overlapping by one
+        w = torch.tensor([ids[s:s + seq + 1]])
+        with torch.no_grad():
+            total += float(F.cross_entropy(lm.model(input_ids=w[:, :-1]).logits[0], w[0, 1:], reduction="sum"))
+    real = scorer.token_logprobs
+    sizes = []
+    monkeypatch.setattr("losslens.evaluate.heldout.token_logprobs",
+                        lambda lm_, h, t: sizes.append(h.shape[0]) or real(lm_, h, t, chunk_bytes=4 * 300 * 17))
+    h = heldout_loss(lm, docs, max_tokens=10_000, seq_len=seq)
+    assert h.n_tokens == len(ids) - 1
+    assert h.nats_per_token * h.n_tokens == pytest.approx(total, rel=1e-6)
+    assert max(sizes) > 17  # batches larger than one chunk of 17 positions were chunked

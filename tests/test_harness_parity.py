@@ -206,3 +206,19 @@ def test_losslens_backend_answers_like_hflm(backends):
     assert [(t["pred"], t["pred_norm"]) for t in theirs] == [(m["pred"], m["pred_norm"]) for m in mine]
     outputs = [s["filtered_resps"][0] for s in hf["samples"][gen]]
     assert len(set(outputs)) > 1 and 0 < hf["results"][rolling]["bits_per_byte,none"]
+
+
+def test_bpb_lm_eval_mode_reproduces_lm_eval_bits_per_byte(setup, backends):
+    """`heldout_loss(bpb="lm-eval")` gives lm-eval's own bits_per_byte (HFLM) on the same documents."""
+    from losslens.evaluate.heldout import heldout_loss, read_corpus
+    from losslens.evaluate.lm import ScoringModel
+
+    runs, (_, _, rolling) = backends
+    lm = ScoringModel.from_hf(setup["model"], setup["tokenizer"], batch_size=4)
+    docs = setup["tmp"] / "docs.jsonl"
+    ours = heldout_loss(lm, read_corpus(docs), corpus="docs", bpb="lm-eval")
+    theirs = runs["hf"].raw["results"][rolling]["bits_per_byte,none"]
+    assert ours.bits_per_byte == pytest.approx(theirs, rel=1e-6)
+    assert ours.n_documents == 4
+    default = heldout_loss(lm, read_corpus(docs), corpus="docs")  # EOS per document, packed windows
+    assert abs(default.bits_per_byte - theirs) > 1e-4

@@ -42,7 +42,8 @@ def _corpora(heldout: list[Path] | None, world_dir: str | None) -> list[tuple[st
 
 
 def evaluate_model(model: str | Path, *, tasks: list[str], world: Path | None = None,
-                   heldout: list[Path] | None = None, heldout_tokens: int = 65536, dtype: str = "fp32",
+                   heldout: list[Path] | None = None, heldout_tokens: int = 65536, bpb: str = "losslens",
+                   dtype: str = "fp32",
                    device: str = "cpu", batch_size: int = 32, limit: int | None = None, seed: int = 0,
                    harness: list[str] | None = None, harness_include: Path | None = None,
                    db: Path | None = None, run: str | None = None, tokens: int | None = None,
@@ -58,7 +59,7 @@ def evaluate_model(model: str | Path, *, tasks: list[str], world: Path | None = 
         if not path.is_file():
             raise InputError(path, "held-out corpus not found", field="--heldout")
     losses = [heldout_loss(lm, read_corpus(path), corpus=name,
-                           max_tokens=heldout_tokens if i == 0 else max(heldout_tokens // 4, 2))
+                           max_tokens=heldout_tokens if i == 0 else max(heldout_tokens // 4, 2), bpb=bpb)
               for i, (name, path) in enumerate(corpora)]
     results = [evaluate_task(lm, t, seed=seed, limit=limit) for t in task_list]
     harness_rows = []

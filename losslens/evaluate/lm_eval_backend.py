@@ -30,6 +30,18 @@ from losslens.evaluate.lm import ScoringModel
 from losslens.evaluate.scorer import generate_tokens, score_encoded
 
 
+def hf_max_length(sm: ScoringModel) -> int:
+    """HFLM's max_length for this model (config positions, else the tokenizer's limit, else 2048)."""
+    from lm_eval.models.utils import resolve_max_length
+
+    return resolve_max_length(sm.model.config, sm.tokenizer)
+
+
+def hf_prefix_token(tokenizer) -> int:
+    """HFLM's prefix token: BOS, else EOS."""
+    return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+
+
 @register_model("losslens")
 class LosslensLM(TemplateLM):
     """lm-eval's `LM` over a losslens `ScoringModel` (a losslens checkpoint or a local HF model dir)."""
@@ -48,9 +60,7 @@ class LosslensLM(TemplateLM):
                                     batch_size=int(batch_size) if str(batch_size).isdigit() else 32)
         self.sm = scoring_model
         self.tokenizer = scoring_model.tokenizer
-        from lm_eval.models.utils import resolve_max_length
-
-        self._max_length = resolve_max_length(self.sm.model.config, self.tokenizer)
+        self._max_length = hf_max_length(self.sm)
         gen_eos = getattr(getattr(self.sm.model, "generation_config", None), "eos_token_id", None)
         gen_eos = [gen_eos] if isinstance(gen_eos, int) else list(gen_eos or [])
         self._stop_ids = frozenset([self.eot_token_id, *gen_eos])  # HF generate stops on the config's EOS too
@@ -63,8 +73,7 @@ class LosslensLM(TemplateLM):
 
     @property
     def prefix_token_id(self) -> int:
-        bos = self.tokenizer.bos_token_id
-        return bos if bos is not None else self.eot_token_id
+        return hf_prefix_token(self.tokenizer)
 
     @property
     def max_length(self) -> int:

@@ -188,11 +188,8 @@ def _score_batch(lm: ScoringModel, batch: list[Item], n_prefix: int, kv) -> list
                                     position_ids=torch.from_numpy(pos).to(dev), use_cache=False,
                                     **extra).last_hidden_state
         picked_hidden = hidden[torch.from_numpy(row_of).to(dev), torch.tensor(pred_at, device=dev)]
-        logits = lm.logits(picked_hidden)  # (tokens scored, V), fp32
-    target = torch.tensor(targets, device=dev)
-    picked = logits.gather(-1, target[:, None]).squeeze(-1)
-    token_lp = picked - logits.logsumexp(-1)
-    correct = (picked >= logits.amax(-1)).cpu().numpy()
+        token_lp, correct = token_logprobs(lm, picked_hidden, torch.tensor(targets, device=dev))
+    correct = correct.cpu().numpy()
     sums = torch.zeros(n_choice, dtype=torch.float64, device=dev).index_add_(
         0, torch.tensor(owner, device=dev), token_lp.double()).cpu().numpy()
     results, j, t = [], 0, 0
@@ -205,6 +202,23 @@ def _score_batch(lm: ScoringModel, batch: list[Item], n_prefix: int, kv) -> list
         results.append(ContinuationScores(sums[j:j + len(conts)], lengths, per))
         j += len(conts)
     return results
+
+
+def token_logprobs(lm: ScoringModel, hidden: torch.Tensor, targets: torch.Tensor,
+                   chunk_bytes: int = 64 << 20) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(target) and "target is the argmax" for (N, d) final hidden states and (N,) targets. The LM
+    head runs on chunks of about `chunk_bytes` of fp32 logits, so (N, V) logits never exist at once."""
+    V = lm.model.get_output_embeddings().weight.shape[0]
+    step = max(1, chunk_bytes // (4 * V))
+    lps, hits = [], []
+    for i in range(0, hidden.shape[0], step):
+        logits = lm.logits(hidden[i:i + step])
+        picked = logits.gather(-1, targets[i:i + step, None]).squeeze(-1)
+        lps.append(picked - logits.logsumexp(-1))
+        hits.append(picked >= logits.amax(-1))
+    if not lps:
+        return hidden.new_zeros(0, dtype=torch.float32), torch.zeros(0, dtype=torch.bool, device=hidden.device)
+    return torch.cat(lps), torch.cat(hits)
 
 
 def _row_length(item: Item, n_prefix: int) -> int:
