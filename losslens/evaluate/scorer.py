@@ -137,6 +137,9 @@ class PrefixCache:
 def _attention_mask(lm: ScoringModel, seg: torch.Tensor, real: torch.Tensor, n_prefix: int) -> torch.Tensor:
     """(B, 1, L, n_prefix + L) mask: query q sees the whole prefix, and key k <= q of its row that is
     real and in the suffix (segment 0) or in q's own choice; padded queries see themselves only."""
+    impl = getattr(lm.model.config, "_attn_implementation", "sdpa") or "sdpa"
+    if impl not in ("sdpa", "eager"):  # flash attention takes no 4-D mask: it would silently score wrongly
+        raise NotImplementedError(f"packed scoring needs sdpa or eager attention, the model uses {impl!r}")
     B, L = seg.shape
     idx = torch.arange(L, device=seg.device)
     causal = idx[None, :, None] >= idx[None, None, :]
@@ -144,7 +147,7 @@ def _attention_mask(lm: ScoringModel, seg: torch.Tensor, real: torch.Tensor, n_p
     rows = causal & same & real[:, None, :] & real[:, :, None]
     rows |= torch.eye(L, dtype=torch.bool, device=seg.device)[None] & ~real[:, :, None]
     mask = torch.cat([real[:, :, None].expand(B, L, n_prefix), rows], dim=-1)[:, None]
-    if getattr(lm.model.config, "_attn_implementation", "sdpa") == "eager":  # eager adds the mask to scores
+    if impl == "eager":  # eager adds the mask to the scores
         dtype = torch.bfloat16 if lm.dtype == "bf16" else next(lm.model.parameters()).dtype
         return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
     return mask
@@ -242,8 +245,7 @@ def score_encoded(lm: ScoringModel, items: list[Item]) -> list[ContinuationScore
         batch = [items[i] for i in idx]
         prefix = batch[0][0][:_common_prefix([ctx for ctx, _ in batch])]
         kv = prefixes.get(prefix) if prefix else None
-        if shared:
-            prefixes.keep(shared, prefix)
+        prefixes.keep(shared, prefix)
         for i, r in zip(idx, _score_batch(lm, batch, len(prefix), kv)):
             results[i] = r
     return results  # type: ignore[return-value]
