@@ -19,7 +19,9 @@ Rounds alternate (lm-eval, losslens, lm-eval, ...), so a noisy neighbour slows b
 figure is its best round. The per-item choices (argmax for acc, argmax per character for acc_norm) of
 the two scorers are compared and printed as "choices identical" or the mismatches. `work ratio` is the
 token positions lm-eval runs (after its one-token-continuation cache) over those losslens runs (each
-context once, then every continuation), unpadded: the speed-up that sharing the context can buy.
+context once, then every continuation but its last token, in one packed row; a prefix shared across
+items, which losslens runs once, is not discounted here), unpadded. bench/eval_vs_lm_eval.py compares
+whole `losslens eval` and `lm_eval` processes on three task kinds, with the positions counted.
 """
 
 from __future__ import annotations
@@ -158,7 +160,7 @@ def work_ratio(hflm, items: list[Prompt]) -> float:
     for p in items:
         pairs = [hflm._encode_pair(p.context, c) for c in p.choices]
         theirs += sum({tuple(ctx + cont[:-1]): len(ctx) + len(cont) - 1 for ctx, cont in pairs}.values())
-        ours += len(pairs[0][0]) + sum(len(cont) for _, cont in pairs)
+        ours += len(pairs[0][0]) + sum(len(cont) - 1 for _, cont in pairs)  # one packed row (no shared prefix)
     return theirs / ours
 
 
