@@ -19,7 +19,9 @@ Rounds alternate (lm-eval, losslens, lm-eval, ...), so a noisy neighbour slows b
 figure is its best round. The per-item choices (argmax for acc, argmax per character for acc_norm) of
 the two scorers are compared and printed as "choices identical" or the mismatches. `work ratio` is the
 token positions lm-eval runs (after its one-token-continuation cache) over those losslens runs (each
-context once, then every continuation), unpadded: the speed-up that sharing the context can buy.
+context once, then every continuation but its last token, in one packed row; a prefix shared across
+items, which losslens runs once, is not discounted here), unpadded. bench/eval_vs_lm_eval.py compares
+whole `losslens eval` and `lm_eval` processes on three task kinds, with the positions counted.
 """
 
 from __future__ import annotations
@@ -94,10 +96,10 @@ class Clock:
 def time_scorers(model, tokenizer, hflm, items: list[Prompt], args, clock: Clock):
     from lm_eval.api.instance import Instance
 
-    from losslens.evaluate.lm import LM
+    from losslens.evaluate.lm import ScoringModel
     from losslens.evaluate.scorer import score_choices
 
-    lm = LM.from_hf(model, tokenizer, batch_size=args.batch_size)
+    lm = ScoringModel.from_hf(model, tokenizer, batch_size=args.batch_size)
     requests = [Instance("loglikelihood", doc={}, arguments=(p.context, c), idx=j)
                 for p in items for j, c in enumerate(p.choices)]
 
@@ -113,14 +115,14 @@ def time_scorers(model, tokenizer, hflm, items: list[Prompt], args, clock: Clock
 
 def time_end_to_end(model, tokenizer, items: list[Prompt], work: Path, args, clock: Clock):
     from losslens.evaluate.harness import choice_task_yaml, run_harness
-    from losslens.evaluate.lm import LM
+    from losslens.evaluate.lm import ScoringModel
     from losslens.evaluate.runner import evaluate_task
     from losslens.evaluate.tasks import load_task
 
     jsonl = work / f"{items[0].id.split('-')[0]}_prompts.jsonl"
     jsonl.write_text("".join(json.dumps(p.__dict__) + "\n" for p in items))
     name = choice_task_yaml(jsonl, work / "tasks", cache_dir=work / "hf-datasets")
-    lm = LM.from_hf(model, tokenizer, batch_size=args.batch_size)
+    lm = ScoringModel.from_hf(model, tokenizer, batch_size=args.batch_size)
 
     def theirs():
         res = run_harness(model, tokenizer, [name], include_path=work / "tasks", batch_size=args.lm_eval_batch_size,
@@ -158,7 +160,7 @@ def work_ratio(hflm, items: list[Prompt]) -> float:
     for p in items:
         pairs = [hflm._encode_pair(p.context, c) for c in p.choices]
         theirs += sum({tuple(ctx + cont[:-1]): len(ctx) + len(cont) - 1 for ctx, cont in pairs}.values())
-        ours += len(pairs[0][0]) + sum(len(cont) for _, cont in pairs)
+        ours += len(pairs[0][0]) + sum(len(cont) - 1 for _, cont in pairs)  # one packed row (no shared prefix)
     return theirs / ours
 
 

@@ -1,5 +1,7 @@
 """Parity with lm-evaluation-harness: on one local multiple-choice task and one tiny HF model, losslens
 picks the same choice as lm-eval on every item, for acc and acc_norm, and the aggregates are equal.
+lm-eval's own tasks run through the losslens backend (`LosslensLM`) give the same per-item answers and
+metrics as through lm-eval's HFLM: multiple choice, greedy generation and rolling log-likelihood.
 
 The task is built to hit lm-eval's tokenization rules: contexts ending in a space (moved to the
 continuation), choices with and without a leading space (some merge with the context's last word),
@@ -70,18 +72,42 @@ def setup(tmp_path_factory):
                              initializer_range=0.1)  # sharp logits: choices far apart, no near-ties
         model = LlamaForCausalLM(config).eval()
         name = choice_task_yaml(task_file, tmp / "tasks", cache_dir=tmp / "hf" / "datasets")
-        harness = run_harness(model, tokenizer, [name], include_path=tmp / "tasks", batch_size=8)
+        harness = run_harness(model, tokenizer, [name], include_path=tmp / "tasks", batch_size=8, backend="hf")
         yield {"items": items, "task_file": task_file, "model": model, "tokenizer": tokenizer,
                "harness": harness, "name": name, "tmp": tmp}
 
 
 @pytest.fixture(scope="module")
+def backends(setup):
+    """The multiple-choice task, a generation task and a rolling log-likelihood task, through HFLM and
+    through the losslens backend (one lm-eval run each)."""
+    from losslens.evaluate.harness import generation_task_yaml, rolling_task_yaml, run_harness
+
+    tmp, rng = setup["tmp"], random.Random(1)
+    gen = tmp / "gen.jsonl"
+    gen.write_text("".join(json.dumps({"id": f"g{i}", "prompt": " ".join(rng.choices(WORDS, k=rng.randint(2, 9))),
+                                       "answer": rng.choice(WORDS), "stop": [" the", "."]}) + "\n"
+                           for i in range(16)))
+    docs = tmp / "docs.jsonl"  # one document longer than the model's 128 positions: several windows
+    docs.write_text("".join(json.dumps({"text": " ".join(rng.choices(WORDS, k=n))}) + "\n" for n in (5, 40, 150, 12)))
+    names = [setup["name"],
+             generation_task_yaml(gen, tmp / "tasks", max_gen_toks=12, cache_dir=tmp / "hf" / "datasets"),
+             rolling_task_yaml(docs, tmp / "tasks", cache_dir=tmp / "hf" / "datasets")]
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp / "hf")}.items():
+            mp.setenv(key, value)
+        return {b: run_harness(setup["model"], setup["tokenizer"], names, include_path=tmp / "tasks",
+                               batch_size=8, backend=b, bootstrap_iters=0)
+                for b in ("hf", "losslens")}, names
+
+
+@pytest.fixture(scope="module")
 def ours(setup):
-    from losslens.evaluate.lm import LM
+    from losslens.evaluate.lm import ScoringModel
     from losslens.evaluate.runner import evaluate_task
     from losslens.evaluate.tasks import load_task
 
-    lm = LM.from_hf(setup["model"], setup["tokenizer"], batch_size=8)
+    lm = ScoringModel.from_hf(setup["model"], setup["tokenizer"], batch_size=8)
     return evaluate_task(lm, load_task(setup["task_file"]))
 
 
@@ -160,3 +186,40 @@ def test_results_file_written_by_lm_eval_imports(setup, tmp_path):
         assert (row.model, row.params, row.tokens, row.loss, row.step, row.n) == ("tiny", 12345, 1000, 3.5, 7, 50)
         assert row.value == setup["harness"].raw["results"][setup["name"]][f"{metric},none"]
         assert row.chance == pytest.approx(chance)  # from the samples_*.jsonl file beside the results
+
+
+def test_losslens_backend_answers_like_hflm(backends):
+    runs, (choice, gen, rolling) = backends
+    hf, ours = runs["hf"].raw, runs["losslens"].raw
+    for task in (choice, gen, rolling):
+        assert ours["results"][task] == pytest.approx(hf["results"][task], rel=1e-6), task
+        a = sorted(hf["samples"][task], key=lambda x: x["doc_id"])
+        b = sorted(ours["samples"][task], key=lambda x: x["doc_id"])
+        assert len(a) == len(b) > 0
+        for x, y in zip(a, b):
+            if task == gen:
+                assert x["resps"] == y["resps"], x["doc_id"]   # the same generated text, item by item
+            else:
+                np.testing.assert_allclose(np.array(y["resps"], dtype=object)[..., 0].astype(float).ravel(),
+                                           np.array(x["resps"], dtype=object)[..., 0].astype(float).ravel(),
+                                           rtol=1e-7, atol=1e-5, err_msg=f"{task} {x['doc_id']}")  # HFLM sums in fp32
+    theirs, mine = runs["hf"].choices(choice), runs["losslens"].choices(choice)
+    assert [(t["pred"], t["pred_norm"]) for t in theirs] == [(m["pred"], m["pred_norm"]) for m in mine]
+    outputs = [s["filtered_resps"][0] for s in hf["samples"][gen]]
+    assert len(set(outputs)) > 1 and 0 < hf["results"][rolling]["bits_per_byte,none"]
+
+
+def test_bpb_lm_eval_mode_reproduces_lm_eval_bits_per_byte(setup, backends):
+    """`heldout_loss(bpb="lm-eval")` gives lm-eval's own bits_per_byte (HFLM) on the same documents."""
+    from losslens.evaluate.heldout import heldout_loss, read_corpus
+    from losslens.evaluate.lm import ScoringModel
+
+    runs, (_, _, rolling) = backends
+    lm = ScoringModel.from_hf(setup["model"], setup["tokenizer"], batch_size=4)
+    docs = setup["tmp"] / "docs.jsonl"
+    ours = heldout_loss(lm, read_corpus(docs), corpus="docs", bpb="lm-eval")
+    theirs = runs["hf"].raw["results"][rolling]["bits_per_byte,none"]
+    assert ours.bits_per_byte == pytest.approx(theirs, rel=1e-6)
+    assert ours.n_documents == 4
+    default = heldout_loss(lm, read_corpus(docs), corpus="docs")  # EOS per document, packed windows
+    assert abs(default.bits_per_byte - theirs) > 1e-4

@@ -19,6 +19,9 @@ def register(sub) -> None:
     p.add_argument("--heldout", type=Path, nargs="*", metavar="CORPUS",
                    help=".txt or .jsonl corpora for held-out loss (default: the world's val.txt and per-genre files)")
     p.add_argument("--heldout-tokens", type=int, default=65536, help="max tokens scored per corpus")
+    p.add_argument("--bpb", choices=("losslens", "lm-eval"), default="losslens",
+                   help="held-out scoring: losslens (EOS per document, packed windows; the default) or "
+                        "lm-eval (its loglikelihood_rolling: reproduces lm-eval's bits_per_byte)")
     p.add_argument("--dtype", choices=DTYPES, default="fp32")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=32)
@@ -46,7 +49,7 @@ def run_eval(args) -> int:
         raise InputError(None, "needs --db: the records are stored in the results store", field="--log-samples")
     with Steps("eval") as steps:  # a bar with ETA on a terminal; nothing when piped
         result = evaluate_model(args.model, tasks=args.tasks, world=args.world, heldout=args.heldout,
-                                heldout_tokens=args.heldout_tokens, dtype=args.dtype, device=args.device,
+                                heldout_tokens=args.heldout_tokens, bpb=args.bpb, dtype=args.dtype, device=args.device,
                                 batch_size=args.batch_size, limit=args.limit, seed=args.seed,
                                 harness=[t for t in (args.harness or "").split(",") if t],
                                 harness_include=args.harness_include, db=args.db, run=args.run,

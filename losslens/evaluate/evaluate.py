@@ -13,7 +13,7 @@ from pathlib import Path
 from losslens.errors import InputError
 from losslens.evaluate.heldout import HeldoutLoss, heldout_loss, read_corpus
 from losslens.evaluate.identity import hub_commit, weights_sha256
-from losslens.evaluate.lm import LM, load_lm
+from losslens.evaluate.lm import ScoringModel, load_lm
 from losslens.evaluate.runner import TaskResult, evaluate_task
 from losslens.evaluate.tasks import resolve_tasks
 from losslens.fmt import plus_minus
@@ -21,7 +21,7 @@ from losslens.fmt import plus_minus
 
 @dataclass
 class ModelResult:
-    lm: LM
+    lm: ScoringModel
     run: str
     step: int
     tokens: int | None
@@ -48,11 +48,12 @@ def _corpora(heldout: list[Path] | None, world_dir: str | None) -> list[tuple[st
 
 
 def evaluate_model(model: str | Path, *, tasks: list[str], world: Path | None = None,
-                   heldout: list[Path] | None = None, heldout_tokens: int = 65536, dtype: str = "fp32",
+                   heldout: list[Path] | None = None, heldout_tokens: int = 65536, bpb: str = "losslens",
+                   dtype: str = "fp32",
                    device: str = "cpu", batch_size: int = 32, limit: int | None = None, seed: int = 0,
                    harness: list[str] | None = None, harness_include: Path | None = None,
                    db: Path | None = None, run: str | None = None, tokens: int | None = None,
-                   step: int | None = None, lm: LM | None = None, progress=None,
+                   step: int | None = None, lm: ScoringModel | None = None, progress=None,
                    log_samples: bool = False) -> ModelResult:
     """Held-out loss on each corpus and every task's metrics, and with `db`, store them; `log_samples`
     also stores every item's record (docs/store.md). `progress` (a `losslens.progress.Steps`) is told
@@ -85,7 +86,7 @@ def evaluate_model(model: str | Path, *, tasks: list[str], world: Path | None = 
     for i, (name, path) in enumerate(corpora):
         steps.start(f"held-out {name}")
         losses.append(heldout_loss(lm, read_corpus(path), corpus=name,
-                                   max_tokens=heldout_tokens if i == 0 else max(heldout_tokens // 4, 2)))
+                                   max_tokens=heldout_tokens if i == 0 else max(heldout_tokens // 4, 2), bpb=bpb))
         steps.done()
     results = []
     for t in task_list:
@@ -96,7 +97,7 @@ def evaluate_model(model: str | Path, *, tasks: list[str], world: Path | None = 
     if harness:
         from losslens.evaluate.harness import run_harness
         steps.start(f"lm-eval {','.join(harness)}")
-        h = run_harness(lm.model, lm.tokenizer, harness, include_path=harness_include,
+        h = run_harness(lm.model, lm.tokenizer, harness, include_path=harness_include, scoring_model=lm,
                         limit=limit, batch_size=batch_size, device=device, seed=seed)
         harness_rows, harness_samples = h.rows, lm_eval_samples(h.raw)
         steps.done()

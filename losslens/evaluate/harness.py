@@ -1,8 +1,10 @@
 """The bridge to lm-evaluation-harness: run its tasks on an in-memory model, read its results JSON.
 
 This is how the paper's real tasks (MMLU, GSM8K, HellaSwag, ...) reach the store: `run_harness` runs
-lm-eval through its Python API (`simple_evaluate` with an `HFLM` wrapped around the model object), and
-`parse_results` reads the `results_*.json` files its CLI writes. Both give `MetricRow`s:
+lm-eval through its Python API (`simple_evaluate`) with lm-eval building the prompts and metrics and
+losslens' scorer answering its requests (`losslens.evaluate.lm_eval_backend.LosslensLM`; `backend="hf"`
+uses lm-eval's own `HFLM` instead, for the parity tests), and `parse_results` reads the
+`results_*.json` files its CLI writes. Both give `MetricRow`s:
 
     lm-eval key "acc,none" (+ "acc_stderr,none")   -> metric "acc" with its stderr
     "exact_match,strict-match"                      -> metric "exact_match,strict-match" (filter kept)
@@ -11,8 +13,9 @@ lm-eval through its Python API (`simple_evaluate` with an `HFLM` wrapped around 
             generation task's exact_match, else unknown (None); from the logged samples when there are
             some (run_harness; import of a results file with its samples_*.jsonl beside it)
 
-`choice_task_yaml` writes an lm-eval task for one of our multiple-choice JSONL files, so the same items
-run through both scorers (the parity test and bench/eval_throughput.py). Tokenization rules lm-eval
+`choice_task_yaml`, `generation_task_yaml` and `rolling_task_yaml` write lm-eval tasks over our JSONL
+files and corpora, so the same items run through both scorers (the parity tests and
+bench/eval_throughput.py). Tokenization rules lm-eval
 applies, which our scorer reproduces, are in docs/evaluation-lm-eval.md.
 """
 
@@ -101,20 +104,85 @@ def choice_task_yaml(jsonl: str | Path, out_dir: str | Path, name: str | None = 
     return name
 
 
+def generation_task_yaml(jsonl: str | Path, out_dir: str | Path, name: str | None = None, *,
+                         until: list[str] | None = None, max_gen_toks: int = 32,
+                         cache_dir: str | Path | None = None) -> str:
+    """Write `out_dir/NAME.yaml`, a greedy lm-eval `generate_until` task over our generation JSONL
+    items ({"prompt", "answer"}), prompt passed untouched; stop strings and the token limit are one per
+    task in lm-eval (default: the first item's `stop`, or "\n"). Metric: exact_match of the output with
+    surrounding whitespace and a final "." ignored (as our `normalize_answer`). Returns the name."""
+    from losslens.io import write_text
+
+    jsonl = Path(jsonl).resolve()
+    name = name or jsonl.name.removesuffix(".jsonl")
+    if until is None:
+        first = next(iter_jsonl(jsonl))[1]
+        until = list(first.get("stop", ["\n"])) if isinstance(first, dict) else ["\n"]
+    config = {
+        "task": name, "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(jsonl)}, **({"cache_dir": str(cache_dir)} if cache_dir else {})},
+        "test_split": "test", "output_type": "generate_until",
+        "doc_to_text": "prompt", "doc_to_target": "answer", "target_delimiter": "",
+        "generation_kwargs": {"until": until, "max_gen_toks": max_gen_toks, "do_sample": False},
+        "filter_list": [{"name": "strip", "filter": [{"function": "regex", "regex_pattern": r"^\s*(.*?)\.?\s*$",
+                                                      "group_select": 0, "fallback": ""},
+                                                     {"function": "take_first"}]}],
+        "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
+    }
+    write_text(Path(out_dir) / f"{name}.yaml", json.dumps(config, indent=2) + "\n")
+    return name
+
+
+def rolling_task_yaml(jsonl: str | Path, out_dir: str | Path, name: str | None = None, *,
+                      cache_dir: str | Path | None = None) -> str:
+    """Write `out_dir/NAME.yaml`, an lm-eval `loglikelihood_rolling` task over a corpus JSONL
+    ({"text": ...} per document), metrics word_perplexity, byte_perplexity and bits_per_byte (as
+    lm-eval's wikitext). Returns the task name."""
+    from losslens.io import write_text
+
+    jsonl = Path(jsonl).resolve()
+    name = name or jsonl.name.removesuffix(".jsonl")
+    config = {
+        "task": name, "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(jsonl)}, **({"cache_dir": str(cache_dir)} if cache_dir else {})},
+        "test_split": "test", "output_type": "loglikelihood_rolling",
+        "doc_to_text": "", "doc_to_target": "text",
+        "metric_list": [{"metric": m} for m in ("word_perplexity", "byte_perplexity", "bits_per_byte")],
+    }
+    write_text(Path(out_dir) / f"{name}.yaml", json.dumps(config, indent=2) + "\n")
+    return name
+
+
+BACKENDS = ("losslens", "hf")
+
+
 def run_harness(model, tokenizer, tasks: list[str], *, include_path: str | Path | None = None,
                 num_fewshot: int | None = None, limit: int | None = None, batch_size: int = 8,
-                device: str = "cpu", seed: int = 0, bootstrap_iters: int = 100_000) -> HarnessResult:
+                device: str = "cpu", seed: int = 0, bootstrap_iters: int = 100_000,
+                backend: str = "losslens", scoring_model=None, dtype: str = "fp32") -> HarnessResult:
     """Run lm-eval `tasks` (names or globs; built-in ones, or YAML under `include_path`) on a
-    transformers causal LM object, with every seed set to `seed`. The model is moved to `device`;
-    the tokenizer is copied, since lm-eval may add a pad token to it."""
+    transformers causal LM object, with every seed set to `seed`. The model is moved to `device`.
+    `backend="losslens"` answers lm-eval's requests with our scorer (`scoring_model` if given, which
+    keeps its token cache and dtype); `"hf"` with lm-eval's HFLM, on a copy of the tokenizer, since
+    HFLM may add a pad token to it."""
     manager = check_harness_tasks(tasks, include_path)
     import lm_eval
     import torch
-    from lm_eval.models.huggingface import HFLM
 
+    if backend not in BACKENDS:
+        raise InputError(None, f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})", field="backend")
     if model.device != torch.device(device):
         model.to(device)
-    lm = HFLM(pretrained=model, tokenizer=copy.deepcopy(tokenizer), batch_size=batch_size, device=device)
+    if backend == "hf":
+        from lm_eval.models.huggingface import HFLM
+
+        lm = HFLM(pretrained=model, tokenizer=copy.deepcopy(tokenizer), batch_size=batch_size, device=device)
+    else:
+        from losslens.evaluate.lm import ScoringModel
+        from losslens.evaluate.lm_eval_backend import LosslensLM
+
+        lm = LosslensLM(scoring_model=scoring_model or ScoringModel.from_hf(model, tokenizer, batch_size=batch_size,
+                                                                            dtype=dtype))
     raw = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), task_manager=manager, num_fewshot=num_fewshot,
                                   limit=limit, log_samples=True, bootstrap_iters=bootstrap_iters,
                                   random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,

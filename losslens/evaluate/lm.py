@@ -19,7 +19,7 @@ from losslens.model.config import DTYPES
 
 
 @dataclass
-class LM:
+class ScoringModel:
     model: transformers.PreTrainedModel  # noqa: F821
     tokenizer: transformers.PreTrainedTokenizerBase  # noqa: F821
     name: str
@@ -44,14 +44,37 @@ class LM:
         params = inspect.signature(self.model.forward).parameters
         self.last_logits_only = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
 
+        self.stats = ScoringStats()
+        self._token_cache = token_cache(self.tokenizer)
+
     @classmethod
-    def from_hf(cls, model, tokenizer, **kwargs) -> LM:
+    def from_hf(cls, model, tokenizer, **kwargs) -> ScoringModel:
         return cls(model=model, tokenizer=tokenizer, name=kwargs.pop("name", model.config.name_or_path or "model"),
                    **kwargs)
 
     def encode(self, text: str, *, special_tokens: bool = True) -> list[int]:
-        """Token ids; with the tokenizer's own special tokens (a BOS for Llama-style ones), as lm-eval does."""
-        return self.tokenizer(text, add_special_tokens=special_tokens)["input_ids"]
+        """Token ids; with the tokenizer's own special tokens (a BOS for Llama-style ones), as lm-eval does.
+        Memoised per tokenizer (see `token_cache`), so a series of checkpoints tokenises each text once."""
+        key = (text, special_tokens)
+        ids = self._token_cache.get(key)
+        if ids is None:
+            ids = self._token_cache[key] = self.tokenizer(text, add_special_tokens=special_tokens)["input_ids"]
+        return ids
+
+    def decoder_forward(self, input_ids, **kwargs):
+        """The model without its LM head: `.last_hidden_state` is after the final norm, (B, T, d), so
+        the head runs only at the positions whose next token is scored (`logits`)."""
+        return self.model.get_decoder()(input_ids=input_ids, **kwargs)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The LM head on some hidden states, in fp32, with the model's own logit scaling/soft-capping."""
+        logits = self.model.get_output_embeddings()(hidden).float()
+        cfg = self.model.config
+        if getattr(cfg, "logit_scale", None):  # Cohere
+            logits = logits * cfg.logit_scale
+        if getattr(cfg, "final_logit_softcapping", None):  # Gemma 2/3
+            logits = torch.tanh(logits / cfg.final_logit_softcapping) * cfg.final_logit_softcapping
+        return logits
 
     def autocast(self):
         if self.dtype == "bf16":
@@ -60,6 +83,48 @@ class LM:
 
     def non_embedding_params(self) -> int:
         return non_embedding_params(self.model)
+
+
+@dataclass
+class ScoringStats:
+    """Token positions the scorer ran: real ones, and padding added to fill a batch's rectangle."""
+
+    positions: int = 0
+    padding: int = 0
+    prefix_positions: int = 0   # of `positions`: shared prefixes, each run once
+
+    @property
+    def padded_share(self) -> float:
+        total = self.positions + self.padding
+        return self.padding / total if total else 0.0
+
+    def reset(self) -> None:
+        self.positions = self.padding = self.prefix_positions = 0
+
+
+_TOKEN_CACHES: dict[str, dict] = {}
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A hash of everything that decides a tokenizer's output: its full serialisation (fast tokenizers)
+    or its vocabulary, plus its class and special tokens."""
+    import hashlib
+
+    h = hashlib.sha256(type(tokenizer).__name__.encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        h.update(backend.to_str().encode())
+    else:
+        h.update(repr(sorted(tokenizer.get_vocab().items())).encode())
+    h.update(repr((tokenizer.bos_token_id, tokenizer.eos_token_id, getattr(tokenizer, "add_bos_token", None),
+                   getattr(tokenizer, "add_eos_token", None))).encode())
+    return h.hexdigest()[:16]
+
+
+def token_cache(tokenizer) -> dict:
+    """The process-wide {(text, special_tokens): ids} memo of one tokenizer (by fingerprint): every
+    checkpoint of a series shares it, so task items and corpora are tokenised once per process."""
+    return _TOKEN_CACHES.setdefault(tokenizer_fingerprint(tokenizer), {})
 
 
 def non_embedding_params(model) -> int:
@@ -117,7 +182,7 @@ def check_finite(model, where) -> None:
         raise InputError(where, "non-finite weights (NaN or inf)", field=bad)
 
 
-def load_lm(path: str | Path, *, dtype: str = "fp32", device: str = "cpu", batch_size: int = 32) -> LM:
+def load_lm(path: str | Path, *, dtype: str = "fp32", device: str = "cpu", batch_size: int = 32) -> ScoringModel:
     """A losslens checkpoint (ckpt-*.pt or a run dir: its newest checkpoint) or a local HF model dir."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -136,7 +201,7 @@ def load_lm(path: str | Path, *, dtype: str = "fp32", device: str = "cpu", batch
         meta = {"source": "hf", "path": str(path)}
         model.float()  # from_pretrained keeps a checkpoint's saved dtype (often fp16); we score in fp32
         check_finite(model, path)
-        return LM(model=model.to(device), tokenizer=tokenizer, name=path.name, dtype=dtype,
+        return ScoringModel(model=model.to(device), tokenizer=tokenizer, name=path.name, dtype=dtype,
                   batch_size=batch_size, meta=meta)
 
     from losslens.train import checkpoint as ckpt
@@ -154,7 +219,7 @@ def load_lm(path: str | Path, *, dtype: str = "fp32", device: str = "cpu", batch
     meta = {**meta, "source": "losslens", "path": str(path), "run_dir": str(run_dir), "params": non_embedding,
             "total_params": total, "world_dir": _world_of(run_dir)}
     # The run dir's name identifies the run (two runs of one config differ only there).
-    return LM(model=to_hf_model(ours).to(device), tokenizer=tokenizer, name=run_dir.resolve().name,
+    return ScoringModel(model=to_hf_model(ours).to(device), tokenizer=tokenizer, name=run_dir.resolve().name,
               dtype=dtype, batch_size=batch_size, meta=meta)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from losslens.evaluate.lm import LM
+from losslens.evaluate.lm import ScoringModel
 from losslens.evaluate.metrics import (
     Metric,
     edit_distance,
@@ -29,7 +29,7 @@ class TaskResult:
         return next(m for m in self.metrics if m.name == name)
 
 
-def evaluate_task(lm: LM, task: Task, *, seed: int = 0, limit: int | None = None) -> TaskResult:
+def evaluate_task(lm: ScoringModel, task: Task, *, seed: int = 0, limit: int | None = None) -> TaskResult:
     items = task.items[:limit] if limit else task.items
     prefixes = [task.fewshot_prefix(it, seed) for it in items]
     if task.type == "multiple_choice":

@@ -52,10 +52,10 @@ class Stored:
 
 
 def load_entry(entry: Entry, spec: Spec, device: str):
-    """The checkpoint as an `LM` in fp32 (bf16 is autocast at scoring time), with its N in `meta`."""
+    """The checkpoint as a `ScoringModel` in fp32 (bf16 is autocast at scoring time), with its N in `meta`."""
     import torch
 
-    from losslens.evaluate.lm import LM, check_finite, load_lm, non_embedding_params, quiet_hf_loading
+    from losslens.evaluate.lm import ScoringModel, check_finite, load_lm, non_embedding_params, quiet_hf_loading
 
     if entry.path is not None:
         lm = load_lm(entry.path, dtype=spec.dtype, device=device, batch_size=spec.batch_size)
@@ -77,7 +77,7 @@ def load_entry(entry: Entry, spec: Spec, device: str):
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise InputError(spec.path, f"cannot load {entry.source}{offline}: {first}", field=entry.where) from None
         check_finite(model, f"{spec.path}: {entry.where}: {entry.source}")
-        lm = LM(model=model.to(device), tokenizer=tokenizer, name=entry.run, dtype=spec.dtype,
+        lm = ScoringModel(model=model.to(device), tokenizer=tokenizer, name=entry.run, dtype=spec.dtype,
                 batch_size=spec.batch_size, meta={"source": "hf"})
     from losslens.evaluate.identity import hub_commit
 
