@@ -57,7 +57,7 @@ def training_logs(db: str | Path | None) -> list[TrainingLog]:
 
 def training_figure(logs: list[TrainingLog], path: Path) -> Path:
     """Training loss against tokens, one line per run (log x)."""
-    from losslens.analysis.figures import _save, plt
+    from losslens.analysis.figures import plt, save
 
     fig, ax = plt.subplots(figsize=(5.6, 4.0))
     cmap = plt.get_cmap("viridis")
@@ -70,4 +70,4 @@ def training_figure(logs: list[TrainingLog], path: Path) -> Path:
     ax.set_title(f"training loss per step ({len(logs)} runs)", fontsize=9)
     if len(logs) <= 12:
         ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    return _save(fig, path)
+    return save(fig, path)
