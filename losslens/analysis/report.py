@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from losslens.analysis.emergence import EmergenceConfig, EmergenceResult, analyze_emergence
+from losslens.analysis.emergence import EmergenceConfig, EmergenceResult, analyze_emergence, fdr_adjust
 from losslens.analysis.same_loss import SameLossConfig, SameLossResult, analyze_same_loss
 from losslens.analysis.table import TidyTable
 from losslens.io import write_json
@@ -65,7 +65,8 @@ class TaskReport:
         e = self.emergence
         emergent = e.verdict == "emergent"
         return {
-            "task": self.task, "metric": self.metric, "verdict": e.verdict,
+            "task": self.task, "metric": self.metric, "verdict": e.verdict, "reason_code": e.reason_code,
+            "q_value": e.q_value, "error_rates": e.error_rates,
             "eta": e.eta if emergent else None,
             "eta_ci": list(e.eta_ci) if emergent and e.eta_ci else None,
             "spearman": self.same_loss.spearman, "pearson": self.same_loss.pearson,
@@ -156,7 +157,9 @@ def analyze(table: TidyTable, *, seed: int = 0, bootstrap: int = 1000, permutati
             backtests: bool = True, scaling_law: bool = True, emergence: EmergenceConfig | None = None,
             same_loss: SameLossConfig | None = None) -> AnalysisReport:
     """Run every analysis on a tidy table; `seed` makes all resampling reproducible (task i, in sorted
-    (task, metric) order, uses seed + i). One process: 10,000 points take a few seconds
+    (task, metric) order, uses seed + i). `bootstrap` is also the number of null replicates of each
+    emergence test (0: no test, so no task is called emergent); the emergent verdicts are then
+    controlled for the false-discovery rate across all tasks (`EmergenceConfig.fdr`). One process: 10,000 points take a few seconds
     (bench/analysis_speed.py), and the bootstrap's matrix products already use every core."""
     em_cfg = dataclasses.replace(emergence or EmergenceConfig(), bootstrap=bootstrap)
     sl_cfg = dataclasses.replace(same_loss or SameLossConfig(), bootstrap=bootstrap, permutations=permutations)
@@ -174,6 +177,8 @@ def analyze(table: TidyTable, *, seed: int = 0, bootstrap: int = 1000, permutati
             continue
         jobs.append((sub.reset_index(drop=True), em_cfg, sl_cfg, backtest is not None, seed + i))
     tasks = [analyze_task(job) for job in jobs]
+    # Benjamini-Hochberg over the emergence tests of every (task, metric) of this analysis
+    fdr_adjust([t.emergence for t in tasks], em_cfg)
     law = None
     points = scaling_points(table) if scaling_law else None
     if points is not None and min(points["params"].nunique(), points["tokens"].nunique()) < 3:
