@@ -84,7 +84,7 @@ class Condition:
             return "exact_match" if self.chance == 0 else "acc"
         if self.chance == 0:
             return "f1"
-        return "brier_sum" if self.index % 2 else "correct_choice_prob"
+        return "brier_sum" if self.seed.generate_state(1)[0] % 2 else "correct_choice_prob"
 
 
 # ---------------------------------------------------------------- planting
@@ -151,13 +151,16 @@ def planted_table(c: Condition) -> tuple[pd.DataFrame, float | None]:
 # ---------------------------------------------------------------- grids
 
 
-def _draw_rest(c: dict, rng: np.random.Generator, j: int) -> dict:
-    """The factors outside a cell's key, drawn once per task (`j` cycles the discrete ones evenly)."""
+def _condition(stream: int, index: int, c: dict, j: int) -> Condition:
+    """A task of a cell: `c` fixes the cell's factors; the rest come from the task's own generator
+    (seeded by stream and index), so a grid with fewer reps is a subset of one with more. `j` (the
+    task's rank in its cell) cycles sizes, budgets and checkpoints evenly."""
+    rng = np.random.default_rng([stream, index, 1])
     c = dict(c)
     c.setdefault("sizes", 3 + j % 4)
     c.setdefault("budgets", 1 + (j // 4) % 2)
-    c.setdefault("checkpoints", (5, 10, 15)[(j // 8) % 3])
-    c.setdefault("continuous", j % 4 == 3)
+    c.setdefault("checkpoints", (5, 10, 15)[j % 3])
+    c.setdefault("continuous", bool(rng.random() < 0.25))
     c["rise"] = float(rng.uniform(0.25, 0.8))
     c["power"] = float(rng.uniform(0.5, 3.0)) if c["shape"] in ("power", "exponential") else 1.0
     c["eta_frac"] = float(rng.uniform(0.3, 0.6))
@@ -165,47 +168,47 @@ def _draw_rest(c: dict, rng: np.random.Generator, j: int) -> dict:
     c["size_offset"] = float(rng.uniform(0.0, 0.03)) if c["truth"] != "flat" else 0.0
     if c["truth"] == "smooth":  # a line or convex curve from chance at L_max would be a threshold at L_max
         c["offset"] = float(rng.uniform(0.0 if c["shape"] == "logistic" else 0.02, 0.1))
-    elif c["shape"] == "dip":
-        metric_brier = c["continuous"] and c["chance"] > 0
-        c["offset"] = float(rng.uniform(0.02, 0.4 if metric_brier else 0.1))
-    return c
+    cond = Condition(index=index, stream=stream, **c)
+    if cond.shape == "dip":     # a Brier plateau may sit far below the uniform guess (1.05 vs 0.75)
+        cond = dataclasses.replace(cond, offset=float(rng.uniform(0.02, 0.4 if cond.metric == "brier_sum" else 0.1)))
+    return cond
 
 
-def full_grid(reps: int = 6, stream: int = 1) -> list[Condition]:
-    """Every (truth, shape) x items x chance cell, `reps` thresholds and about half as many of each
-    smooth or flat shape per cell (there are more of those shapes), the rest drawn per task."""
-    rng = np.random.default_rng([stream, 0])
+def _cells():
+    """(truth, shape, items, chance) of every cell of the full grid, in a fixed order."""
+    return [(t, s, i, ch) for t, shapes in SHAPES.items() for s in shapes for i in ITEMS for ch in CHANCES]
+
+
+def full_grid(reps: int = 60, stream: int = 1) -> list[Condition]:
+    """Every (truth, shape) x items x chance cell: `reps` tasks per threshold cell and 2/3 as many per
+    smooth or flat cell (there are 5 such shapes to 4 onsets); task j of cell k has index 1000 k + j."""
     out = []
-    for truth, shapes in SHAPES.items():
-        for shape in shapes:
-            n = reps if truth == "threshold" else max(1, math.ceil(reps * 2 / 3))
-            for items in ITEMS:
-                for chance in CHANCES:
-                    for j in range(n):
-                        c = _draw_rest(dict(truth=truth, shape=shape, items=items, chance=chance), rng, j)
-                        out.append(Condition(index=len(out), stream=stream, **c))
+    for k, (truth, shape, items, chance) in enumerate(_cells()):
+        n = reps if truth == "threshold" else max(1, math.ceil(reps * 2 / 3))
+        for j in range(n):
+            out.append(_condition(stream, 1000 * k + j, dict(truth=truth, shape=shape, items=items,
+                                                             chance=chance), j))
     return out
 
 
 def independent_grid(n: int = 720, stream: int = 2) -> list[Condition]:
     """Random conditions drawn like issue 13's audit: n planted thresholds and n smooth or flat tasks
-    (half each), every factor drawn independently."""
-    rng = np.random.default_rng([stream, 0])
+    (even indices thresholds, odd ones smooth or flat), every factor drawn independently per task."""
     out = []
     for k in range(2 * n):
-        truth = "threshold" if k < n else ("smooth" if k < n + n // 2 else "flat")
+        rng = np.random.default_rng([stream, k, 0])
+        truth = "threshold" if k % 2 == 0 else ("smooth" if k % 4 == 1 else "flat")
         c = dict(truth=truth, shape=str(rng.choice(SHAPES[truth])), items=int(rng.choice(ITEMS)),
                  chance=float(rng.choice(CHANCES)), sizes=int(rng.integers(3, 7)),
                  budgets=int(rng.integers(1, 3)), checkpoints=int(rng.integers(5, 16)),
                  continuous=bool(rng.random() < 0.25))
-        out.append(Condition(index=k, stream=stream, **_draw_rest(c, rng, k)))
+        out.append(_condition(stream, k, c, k))
     return out
 
 
-def fast_grid(reps: int = 1, stream: int = 3) -> list[Condition]:
+def fast_grid(reps: int = 2, stream: int = 3) -> list[Condition]:
     """The tests' subset: items >= 200, sizes >= 4, rise >= 0.4 for the thresholds (the power target's
-    region), every shape, a quarter of them continuous metrics; 78 tasks a rep (default 2 reps)."""
-    rng = np.random.default_rng([stream, 0])
+    region), every shape, about a quarter of them continuous metrics; 78 tasks a rep."""
     out = []
     for j in range(reps * 12):
         for truth, shapes in SHAPES.items():
@@ -213,10 +216,11 @@ def fast_grid(reps: int = 1, stream: int = 3) -> list[Condition]:
                 if truth == "threshold" or j % 2 == 0:
                     c = dict(truth=truth, shape=shape, items=(200, 500, 1000)[j % 3],
                              chance=CHANCES[(j // 3) % 3], sizes=4 + (j + j // 3) % 3)
-                    c = _draw_rest(c, rng, j)
+                    cond = _condition(stream, len(out), c, j)
                     if truth == "threshold":
-                        c["rise"] = float(rng.uniform(0.4, 0.8))
-                    out.append(Condition(index=len(out), stream=stream, **c))
+                        rise = np.random.default_rng([stream, cond.index, 2]).uniform(0.4, 0.8)
+                        cond = dataclasses.replace(cond, rise=float(rise))
+                    out.append(cond)
     return out
 
 
