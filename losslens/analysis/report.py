@@ -54,7 +54,7 @@ class TaskReport:
     task: str
     metric: str
     emergence: EmergenceResult
-    same_loss: SameLossResult
+    same_loss: SameLossResult | None  # None when analyze(same_loss_test=False)
     backtest: object | None = None    # predict.BacktestResult (has .to_dict() and .summary())
 
     @property
@@ -69,14 +69,15 @@ class TaskReport:
             "q_value": e.q_value, "error_rates": e.error_rates,
             "eta": e.eta if emergent else None,
             "eta_ci": list(e.eta_ci) if emergent and e.eta_ci else None,
-            "spearman": self.same_loss.spearman, "pearson": self.same_loss.pearson,
-            "same_loss": self.same_loss.to_dict(),
+            "spearman": self.same_loss.spearman if self.same_loss else None,
+            "pearson": self.same_loss.pearson if self.same_loss else None,
+            "same_loss": self.same_loss.to_dict() if self.same_loss else None,
             "backtest": self.backtest.to_dict() if self.backtest is not None else None,
             "emergence": e.to_dict(),
         }
 
     def summary(self) -> str:
-        parts = [self.emergence.summary(), self.same_loss.summary()]
+        parts = [self.emergence.summary()] + ([self.same_loss.summary()] if self.same_loss else [])
         if self.backtest is not None:
             parts.append(self.backtest.summary())
         return "\n".join(parts)
@@ -148,18 +149,22 @@ def analyze_task(job) -> TaskReport:
     """All per-task analyses of one (task, metric) slice (a pure function of its job tuple)."""
     sub, em_cfg, sl_cfg, with_backtest, seed = job
     backtest = _optional("losslens.analysis.predict", "backtest") if with_backtest else None
+    same = analyze_same_loss(sub, sl_cfg, seed=seed) if sl_cfg is not None else None
     return TaskReport(str(sub["task"].iloc[0]), str(sub["metric"].iloc[0]),
-                      analyze_emergence(sub, em_cfg, seed=seed), analyze_same_loss(sub, sl_cfg, seed=seed),
+                      analyze_emergence(sub, em_cfg, seed=seed), same,
                       backtest(sub, seed=seed) if backtest is not None else None)
 
 
 def analyze(table: TidyTable, *, seed: int = 0, bootstrap: int = 1000, permutations: int = 99,
             backtests: bool = True, scaling_law: bool = True, emergence: EmergenceConfig | None = None,
-            same_loss: SameLossConfig | None = None) -> AnalysisReport:
+            same_loss: SameLossConfig | None = None, same_loss_test: bool = True) -> AnalysisReport:
     """Run every analysis on a tidy table; `seed` makes all resampling reproducible (task i, in sorted
     (task, metric) order, uses seed + i). `bootstrap` is also the number of null replicates of each
     emergence test (0: no test, so no task is called emergent); the emergent verdicts are then
-    controlled for the false-discovery rate across all tasks (`EmergenceConfig.fdr`). One process: 10,000 points take a few seconds
+    controlled for the false-discovery rate across all tasks (`EmergenceConfig.fdr`).
+    `same_loss_test=False` skips the same-loss test (each task's `same_loss` is then None), as
+    `backtests` and `scaling_law` skip theirs; the calibration suite uses all three, as none of them
+    touches the emergence verdict. One process: 10,000 points take a few seconds
     (bench/analysis_speed.py), and the bootstrap's matrix products already use every core."""
     em_cfg = dataclasses.replace(emergence or EmergenceConfig(), bootstrap=bootstrap)
     sl_cfg = dataclasses.replace(same_loss or SameLossConfig(), bootstrap=bootstrap, permutations=permutations)
@@ -175,7 +180,8 @@ def analyze(table: TidyTable, *, seed: int = 0, bootstrap: int = 1000, permutati
             # The x-axis against itself (Chinchilla's `pretraining_loss`): every verdict would be a tautology.
             notes.append(f"{task} / {metric} not analysed: its values are the x-axis itself")
             continue
-        jobs.append((sub.reset_index(drop=True), em_cfg, sl_cfg, backtest is not None, seed + i))
+        jobs.append((sub.reset_index(drop=True), em_cfg, sl_cfg if same_loss_test else None,
+                     backtest is not None, seed + i))
     tasks = [analyze_task(job) for job in jobs]
     # Benjamini-Hochberg over the emergence tests of every (task, metric) of this analysis
     fdr_adjust([t.emergence for t in tasks], em_cfg)
