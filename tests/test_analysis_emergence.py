@@ -71,7 +71,7 @@ def test_straight_line_from_chance_and_steep_sigmoid_are_never_emergent(seed):
     def line(L):  # starts exactly at chance at the highest loss: the hardest line to tell from Eq. 3
         return 0.8 * (L.max() - L) / (L.max() - L.min())
 
-    for curve in (line, _sigmoid_from_chance(0.5, 20)):
+    for curve in (line, _sigmoid_from_chance(0.5, 10)):
         r = analyze_emergence(_custom(curve, seed), CFG, seed=seed)
         assert r.verdict != "emergent", r.summary()
 
@@ -97,10 +97,11 @@ def test_plain_logistic_is_not_emergent(seed):
 
 
 @pytest.mark.parametrize("seed", range(3))
-@pytest.mark.parametrize("width", [10, 20])
+@pytest.mark.parametrize("width", [6, 10])
 @pytest.mark.parametrize("n_items", [100, 1000])
 def test_steep_sigmoid_low_in_the_range_is_never_emergent(seed, width, n_items):
-    """Midpoint at 0.3 of the range: at chance over the upper half, then a sigmoid (no threshold)."""
+    """Midpoint at 0.3 of the range: at chance over the upper half, then a sigmoid (no threshold) as steep
+    as the smooth family allows (k x range 10 <= max_sigmoid_steepness 12; a steeper one is a step)."""
     r = analyze_emergence(_custom(_sigmoid_from_chance(0.3, width), seed, n_items=n_items), CFG, seed=seed)
     assert r.verdict != "emergent", r.summary()
 
@@ -177,15 +178,19 @@ def test_too_few_or_too_noisy_points_are_inconclusive_and_say_why(seed):
         return shape_curve("emergent", L)
 
     few = analyze_emergence(_custom(elbow, seed, sizes=(5e7, 3e8), checkpoints=3, tokens_per_param=(20,)), CFG)
-    assert few.verdict == "inconclusive" and few.reason_code == "too_few_losses"
+    assert few.verdict == "inconclusive" and few.reason_code in ("too_few_losses_above_eta", "too_few_losses_below_eta",
+                                                                 "one_run_on_a_side"), few.summary()
+    fewer = analyze_emergence(_custom(elbow, seed, sizes=(5e7, 3e8), checkpoints=2, tokens_per_param=(20,)), CFG)
+    assert fewer.verdict == "inconclusive" and fewer.reason_code == "too_few_losses"
     noisy = _custom(elbow, seed, n_items=30, sizes=(5e7, 1e8, 3e8), checkpoints=4, tokens_per_param=(20,))
     r = analyze_emergence(noisy, CFG, seed=seed)
     assert r.verdict == "inconclusive" and r.reason_code in REASONS, r.summary()
     flat_noisy = _custom(lambda L: 0 * L, seed, n_items=10, sizes=(5e7, 1e8, 3e8), checkpoints=4,
                          tokens_per_param=(20,))
-    r = analyze_emergence(flat_noisy, CFG, seed=seed)
-    assert r.verdict == "inconclusive" and r.reason_code == "no_rise", r.summary()
-    assert "more items" in r.reasons[0]
+    r = analyze_emergence(flat_noisy, CFG, seed=seed)  # 10 items: at best known not to be present
+    assert r.verdict in ("inconclusive", "not_emerged"), r.summary()
+    if r.verdict == "inconclusive":
+        assert r.reason_code == "no_rise" and "more items" in r.reasons[0], r.summary()
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -23,9 +23,9 @@ of the declared random-guess value and, where the table has one, the best consta
      losses below eta is more than delta above chance); the same two tests on the highest- and
      lowest-loss thirds give `smooth` (present at the highest losses) and `not_emerged` (not present
      at the lowest);
-   - the interval of eta by inverting the profile likelihood ratio (Hansen 2000, continuous threshold):
-     every eta whose profile SSE lies within chi2_1(level) (times the residual dispersion when the fit
-     is worse than its known noise) of the best; no resampling, so it does not move with a seed.
+   - the interval of eta by inverting the profile likelihood ratio (Hansen 2000): every eta whose
+     profile SSE lies within Hansen's critical value (7.35 at 95%), times the residual dispersion and
+     the within-run design effect, of the best; no resampling, so it does not move with a seed.
 4. Decision (`decide`, a pure function of the evidence): the first test that fails gives the verdict and
    one reason code (`REASONS`); `fdr_adjust` then controls the false-discovery rate of `emergent` across
    the tasks of one analysis (Benjamini-Hochberg q-values).
@@ -83,8 +83,8 @@ class EmergenceConfig:
     n_power: int = 9           # grid of the rise's power p, log-uniform over [min_power, max_power]
     min_power: float = 0.25
     max_power: float = 4.0
-    profile_powers: int = 17   # finer power grid for the profile likelihood of eta
-    max_sigmoid_steepness: float = 30.0  # k * range: steeper "sigmoids" are steps, i.e. thresholds
+    profile_powers: int = 25   # finer power grid (and 1.5x as many widths) for the profile likelihood of eta
+    max_sigmoid_steepness: float = 12.0  # the smooth sigmoid's k * range at most: steeper ones are steps (thresholds)
     saturation: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.8)  # saturating elbow's w, x loss range
 
 
@@ -160,8 +160,11 @@ def prepare(sub: pd.DataFrame) -> Prepared:
         # p(1-p)/n at the smoothed (isotonic) proportion: the observed one would give points that
         # happen to fall low a smaller variance and so bias every weighted mean downwards
         smooth = st.isotonic_predict(st.isotonic_fit(-loss, (raw - (chance or 0.0)) / scale), -loss)
-        p = np.clip((chance or 0.0) + scale * smooth, 0.5 / n, 1 - 0.5 / n)
-        var = p * (1 - p) / n / scale**2
+        # Agresti-Coull centre (k + 2) / (n + 4): near 0 or 1 (exact match on a plateau at chance 0) the
+        # plain p(1-p)/n of a smoothed p ~ 0 is far too small for the few counts it rests on
+        p = np.clip((chance or 0.0) + scale * smooth, 0.0, 1.0)
+        p = (n * p + 2) / (n + 4)
+        var = p * (1 - p) / (n + 4) / scale**2
     elif "stderr" in sub.columns and sub["stderr"].notna().all():
         var = (sub["stderr"].to_numpy(float) / scale) ** 2
     else:
@@ -477,31 +480,63 @@ def emergence_test(loss, y, w, cfg: EmergenceConfig, rng: np.random.Generator, t
     return float(T[0]), float(p), null
 
 
-def eta_interval(loss, y, w, cfg: EmergenceConfig, *, saturating: bool, eta_hat: float):
-    """The `level` interval of eta by inverting the profile likelihood ratio (Hansen 2000): every grid eta
-    whose SSE, minimised over the rest of Eq. 3 (c0, s >= 0, p on a fine grid, w), lies within
-    chi2_1(level) x dispersion of the minimum, the crossing points interpolated; the dispersion is
-    SSE_min / (n - k) where the fit is worse than its known noise (else 1). Deterministic."""
+def dispersion(resid: np.ndarray, codes: np.ndarray, k: int) -> float:
+    """How much wider than its known noise the fit's standardised residuals r = (y - fit) sqrt(w) are:
+    the residual dispersion sum r^2 / (n - k) (at least 1), times the design effect of checkpoints of
+    one run that err together, 1 + (m - 1) rho (m: points per run; rho: the within-run correlation of r,
+    from misfit, a size offset at equal loss, or items shared by a run's checkpoints)."""
+    n = len(resid)
+    phi = max(1.0, float((resid**2).sum()) / max(n - k, 1))
+    s1 = np.bincount(codes, weights=resid)
+    s2 = np.bincount(codes, weights=resid**2)
+    m = np.bincount(codes).astype(float)
+    pairs = float((m * (m - 1)).sum())
+    if pairs <= 0:
+        return phi
+    rho = float((s1**2 - s2).sum()) / pairs / max(float((resid**2).mean()), 1e-300)
+    return phi * max(1.0, 1.0 + (n / len(m) - 1) * min(rho, 1.0))
+
+
+def eta_interval(loss, y, w, cfg: EmergenceConfig, *, saturating: bool, eta_hat: float, phi: float = 1.0):
+    """The `level` interval of eta by inverting the profile likelihood ratio (Hansen 2000): every eta
+    whose SSE, minimised over the rest of Eq. 3 (c0, s >= 0, p and w on fine grids), lies within
+    Hansen's c(level) x `phi` (`dispersion`) of the minimum; the hull where the profile has several
+    dips. The eta grid is scanned, then rescanned up to 40 times finer around the hull (at most 200
+    points), the ends interpolated.
+    Deterministic."""
     etas, _, ws = elbow_grid(loss, cfg, saturating)
     qs = np.linspace(np.log(cfg.min_power), np.log(cfg.max_power), cfg.profile_powers)
-    E, Q = (g.ravel() for g in np.meshgrid(etas, qs, indexing="ij"))
-    prof = np.full(len(etas), -np.inf)
-    for wv in ws:
-        e = Explained(elbow_basis(loss, E, np.exp(Q), wv), w, nonneg=True)(y[None, :])[0]
-        prof = np.maximum(prof, e.reshape(len(etas), len(qs)).max(1))
+    if saturating:  # the fit's 5 widths are too coarse a profile: a jagged profile makes a jagged interval
+        ws = np.geomspace(min(ws) / 2, max(ws) * 2, 3 * cfg.profile_powers // 2)
     syy = float((w * (y - (w * y).sum() / w.sum()) ** 2).sum())
-    sse = syy - prof
-    k = 5 if saturating else 4
-    phi = max(1.0, float(sse.min()) / max(len(y) - k, 1))
-    lr = (sse - sse.min()) / phi - stats.chi2.ppf(cfg.level, 1)   # <= 0 inside the interval
+    # Hansen's (2000) critical value for a threshold, c = -2 log(1 - sqrt(level)) (7.35 at 95%), not
+    # chi2_1 (3.84): on the calibration suite chi2_1 covered 79%, Hansen's 91%
+    crit = -2.0 * math.log(1.0 - math.sqrt(cfg.level))
+
+    def profile_sse(grid):
+        E, Q = (g.ravel() for g in np.meshgrid(grid, qs, indexing="ij"))
+        prof = np.full(len(grid), -np.inf)
+        for wv in ws:
+            e = Explained(elbow_basis(loss, E, np.exp(Q), wv), w, nonneg=True)(y[None, :])[0]
+            prof = np.maximum(prof, e.reshape(len(grid), len(qs)).max(1))
+        return syy - prof
+
+    sse = profile_sse(etas)
+    inside = np.flatnonzero((sse - sse.min()) / phi <= crit)
+    i, j = max(int(inside[0]) - 1, 0), min(int(inside[-1]) + 1, len(etas) - 1)
+    fine = np.linspace(etas[i], etas[j], min(40 * (j - i), 200) + 1)  # wide intervals need no finer scan
+    sse_f = profile_sse(fine)
+    lr = (sse_f - min(sse.min(), sse_f.min())) / phi - crit   # <= 0 inside the interval
     inside = np.flatnonzero(lr <= 0)
+    if not len(inside):
+        return min(float(fine[0]), eta_hat), max(float(fine[-1]), eta_hat)
     i, j = int(inside[0]), int(inside[-1])
 
     def cross(a, b):  # where lr crosses 0 between grid points a (outside) and b (inside)
-        return float(etas[b] + (etas[a] - etas[b]) * (-lr[b]) / (lr[a] - lr[b]))
+        return float(fine[b] + (fine[a] - fine[b]) * (-lr[b]) / (lr[a] - lr[b]))
 
-    lo = cross(i - 1, i) if i > 0 else float(etas[0])
-    hi = cross(j + 1, j) if j < len(etas) - 1 else float(etas[-1])
+    lo = cross(i - 1, i) if i > 0 else float(fine[0])
+    hi = cross(j + 1, j) if j < len(fine) - 1 else float(fine[-1])
     return min(lo, eta_hat), max(hi, eta_hat)
 
 
@@ -590,6 +625,7 @@ class Evidence:
     delta_bic: float | None = None    # BIC(best smooth) - BIC(threshold fit): > 0 favours the threshold
     eta: float | None = None          # the threshold fit's eta, when it has a rise
     eta_ci: tuple[float, float] | None = None  # profile-likelihood interval
+    dispersion: float | None = None   # residual dispersion x within-run design effect, widening eta_ci
     lrt: float | None = None          # SSE(best smooth) - SSE(Eq. 3), on the grids
     lrt_p: float | None = None        # its parametric-bootstrap p-value under the smooth null
     lrt_null: str | None = None       # the smooth family of that null
@@ -635,7 +671,10 @@ def gather_evidence(sub: pd.DataFrame, cfg: EmergenceConfig, rng: np.random.Gene
         if ev.below.n_points:
             ev.peak = region(loss, y, w, loss <= np.quantile(distinct[distinct < ev.eta], 1 / 3), prep.codes,
                              cfg.level)
-        ev.eta_ci = eta_interval(loss, y, w, cfg, saturating=ev.threshold_fit == "elbow_saturating", eta_hat=ev.eta)
+        resid = (y - threshold.predict(loss)) * np.sqrt(w)
+        ev.dispersion = dispersion(resid, prep.codes, threshold.k)
+        ev.eta_ci = eta_interval(loss, y, w, cfg, saturating=ev.threshold_fit == "elbow_saturating", eta_hat=ev.eta,
+                                 phi=ev.dispersion)
         if ev.plateau.n_losses >= cfg.min_side:
             ev.top, ev.top_name = ev.plateau, "above eta"
     ev.lrt, ev.lrt_p, ev.lrt_null = emergence_test(loss, y, w, cfg, rng, [d[3] for d in designs.values()])
@@ -651,10 +690,11 @@ def decide(ev: Evidence, cfg: EmergenceConfig) -> tuple[str, str, list[str]]:
     d, ea, a = cfg.delta, cfg.equivalence_alpha, cfg.alpha
     inc = "inconclusive"
     if ev.n_losses < cfg.min_points:
-        return inc, "too_few_losses", [f"only {ev.n_losses} distinct losses (need {cfg.min_points})"]
+        return inc, "too_few_losses", [f"only {ev.n_losses} distinct losses (need {cfg.min_points}): more checkpoints "
+                                        f"or model sizes would settle it"]
     rising = ev.trend_p < a
     if ev.chance is None:
-        why = ["no chance level for this metric: emergence cannot be tested"]
+        why = ["no chance level for this metric: emergence cannot be tested (give a chance or majority column)"]
         if rising:
             return "smooth", "no_chance_level", why + [f"rising as loss falls (p {ev.trend_p:.2g})"]
         return inc, "no_chance_level", why
@@ -683,7 +723,7 @@ def decide(ev: Evidence, cfg: EmergenceConfig) -> tuple[str, str, list[str]]:
     for side, r in (("above", pl), ("below", be)):
         if r.n_runs < min(2, ev.n_runs):
             return inc, "one_run_on_a_side", [f"every point {side} eta comes from one run of {ev.n_runs}: "
-                                              f"model identity, not loss, could explain the jump"]
+                                              f"model identity, not loss, could explain the jump; checkpoints of other runs there would settle it"]
     if pl.p_within(d) >= ea:
         away = pl.p_over(d) < ea or pl.p_under(-d) < ea
         return inc, "plateau_not_at_chance" if away else "plateau_too_noisy", [
@@ -698,7 +738,7 @@ def decide(ev: Evidence, cfg: EmergenceConfig) -> tuple[str, str, list[str]]:
             + ("" if small else ": more items, or checkpoints at lower loss")]
     if ev.lrt_p is None:
         return inc, "test_not_run", ["absent above eta and present below it, but the emergence test was not run "
-                                     "(bootstrap 0)"]
+                                     "(bootstrap 0): rerun with bootstrap > 0"]
     if ev.lrt_p >= a:
         return inc, "smooth_alternative_fits", [
             f"absent above eta and present below it, but a smooth {ev.lrt_null} (no threshold) explains the "
