@@ -368,14 +368,15 @@ def targets(rows: pd.DataFrame, min_coverage_n: int = 50) -> list[dict]:
     out = []
 
     def add(name, value, n, holds, where=""):
-        out.append({"target": name, "where": where, "value": value, "n": int(n), "holds": bool(holds)})
+        holds = None if holds is None else bool(holds)     # None: not testable here, or information only
+        out.append({"target": name, "where": where, "value": value, "n": int(n), "holds": holds})
 
     cells = neg.groupby(["truth", "shape", "items", "chance"])["verdict"]
     worst = cells.apply(lambda v: (v == "emergent").mean())
     add("false emergent on smooth/flat <= 1% (overall)", float((neg["verdict"] == "emergent").mean()), len(neg),
         (neg["verdict"] == "emergent").mean() <= 0.01)
     add("false emergent <= 1% in every cell (max over cells)", float(worst.max()), len(neg), worst.max() <= 0.01,
-        str(worst.idxmax()))
+        "worst: " + " / ".join(str(getattr(x, "item", lambda: x)()) for x in worst.idxmax()))
     big = thr[(thr["rise"] >= 0.4) & (thr["items"] >= 200) & (thr["sizes"] >= 4)]
     p = float((big["verdict"] == "emergent").mean()) if len(big) else float("nan")
     add("power >= 80% (rise >= 0.4, items >= 200, sizes >= 4)", p, len(big), p >= 0.8)
@@ -393,8 +394,11 @@ def targets(rows: pd.DataFrame, min_coverage_n: int = 50) -> list[dict]:
             f"{len(bad)} of {len(big_cells)} cells outside; range {big_cells['mean'].min():.3f}-"
             f"{big_cells['mean'].max():.3f}")
     else:
-        add(f"coverage 93-98% (no cell has {min_coverage_n} emergent verdicts)", float(thr["covered"].mean()),
-            int(thr["covered"].notna().sum()), True, "not testable on this grid")
+        add(f"coverage 93-98% in every (items, shape, chance) cell with >= {min_coverage_n} emergent", None, 0,
+            None, "not testable: no such cell")
+    pooled = thr["covered"].dropna()
+    add("coverage pooled over all thresholds called emergent (information)",
+        float(pooled.mean()) if len(pooled) else None, len(pooled), None)
     w = thr[thr["items"] >= 500]["width"].dropna()
     v = float(w.median()) if len(w) else float("nan")
     add("median interval width <= 15% of the loss range (items >= 500)", v, len(w), v <= 0.15)
@@ -535,8 +539,9 @@ def markdown(summary: dict[str, pd.DataFrame], target_rows: list[dict], title: s
     """The summary tables as markdown: targets, per truth, the coverage cells and the power curve."""
     lines = [f"**{title}**", "", "| target | value | n | holds | where |", "|---|---|---|---|---|"]
     for t in target_rows:
-        lines.append(f"| {t['target']} | {_fmt(t['value'])} | {t['n']} | {'yes' if t['holds'] else 'NO'} | {t['where']} |")
-    lines += ["", "Per truth (rates in %; [Wilson 95%] (k/n)):", "",
+        holds = "n/a" if t["holds"] is None else ("yes" if t["holds"] else "NO")
+        lines.append(f"| {t['target']} | {_fmt(t['value'])} | {t['n']} | {holds} | {t['where']} |")
+    lines += ["", "Verdicts by truth and items (rates in %; coverage: [Wilson 95%] (k/n)):", "",
               "| truth | tasks | emergent | smooth | not_emerged | inconclusive | coverage | median width | median bias |",
               "|---|---|---|---|---|---|---|---|---|"]
     for _, d in summary["by_items"].iterrows():
