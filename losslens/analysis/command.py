@@ -78,7 +78,7 @@ def print_report(report, console) -> None:
     for col, just in (("task", "left"), ("metric", "left"), ("verdict", "left"), ("reason (q)", "left"), ("eta [95% CI]", "right"),
                       ("spearman", "right"), ("size beyond loss", "right"), ("compute collapses", "left"),
                       ("backtest", "left")):
-        table.add_column(col, justify=just)
+        table.add_column(col, justify=just, no_wrap=col in ("task", "metric"))  # names stay greppable
     style = {"emergent": "bold red", "smooth": "green", "not_emerged": "dim", "inconclusive": "yellow"}
     for t in report.tasks:
         e, s = t.emergence, t.same_loss
