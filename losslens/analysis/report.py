@@ -159,14 +159,16 @@ def analyze(table: TidyTable, *, seed: int = 0, bootstrap: int = 1000, permutati
             backtests: bool = True, scaling_law: bool = True, emergence: EmergenceConfig | None = None,
             same_loss: SameLossConfig | None = None, same_loss_test: bool = True) -> AnalysisReport:
     """Run every analysis on a tidy table; `seed` makes all resampling reproducible (task i, in sorted
-    (task, metric) order, uses seed + i). `bootstrap` is also the number of null replicates of each
-    emergence test (0: no test, so no task is called emergent); the emergent verdicts are then
-    controlled for the false-discovery rate across all tasks (`EmergenceConfig.fdr`).
+    (task, metric) order, uses seed + i). `bootstrap` sets the same-loss and scaling-law resamples; the
+    emergence test draws `EmergenceConfig.bootstrap` null replicates (1000: fewer than ~150 could never
+    reach alpha = 0.01 after false-discovery-rate control), stopping early where the answer is clear;
+    the emergent verdicts are then controlled for the false-discovery rate across all tasks
+    (`EmergenceConfig.fdr`).
     `same_loss_test=False` skips the same-loss test (each task's `same_loss` is then None), as
     `backtests` and `scaling_law` skip theirs; the calibration suite uses all three, as none of them
     touches the emergence verdict. One process: 10,000 points take a few seconds
     (bench/analysis_speed.py), and the bootstrap's matrix products already use every core."""
-    em_cfg = dataclasses.replace(emergence or EmergenceConfig(), bootstrap=bootstrap)
+    em_cfg = emergence or EmergenceConfig()  # its own null replicates: a test needs ~1000 to reach alpha / m
     sl_cfg = dataclasses.replace(same_loss or SameLossConfig(), bootstrap=bootstrap, permutations=permutations)
     backtest = _optional("losslens.analysis.predict", "backtest") if backtests else None
     notes = []
