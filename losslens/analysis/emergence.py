@@ -38,7 +38,7 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 from losslens.analysis import stats as st
 from losslens.analysis.table import is_binomial, is_proportion
@@ -213,12 +213,14 @@ def elbow_basis(loss: np.ndarray, eta, p, w=np.inf) -> np.ndarray:
     """The rise of Eq. 3 for each (eta, p, w): u^p (w = inf) or u^p / (u^p + w^p), u = max(0, eta - L);
     shape (len(eta), len(loss))."""
     eta, p, w = (np.atleast_1d(np.asarray(x, float))[:, None] for x in (eta, p, w))
-    up = np.maximum(eta - loss[None, :], 0.0) ** p
-    if np.isinf(w).all():
-        return up
-    with np.errstate(invalid="ignore"):  # where w = inf the plain power is used below
-        sat = up / (up + w**p)
-    return np.where(np.isinf(w), up, sat)
+    with np.errstate(divide="ignore"):  # in logs, one exp per value: u^p = exp(p log u) (0 on the plateau)
+        pl = p * np.log(np.maximum(eta - loss[None, :], 0.0))
+    inf = np.isinf(w)
+    if inf.all():
+        return np.exp(pl)
+    # u^p / (u^p + w^p) = expit(p (log u - log w)); where w = inf the plain power
+    sat = special.expit(pl - p * np.log(np.where(inf, 1.0, w)))
+    return sat if not inf.any() else np.where(inf, np.exp(pl), sat)
 
 
 def _sigmoid(z):
@@ -514,11 +516,15 @@ def eta_interval(loss, y, w, cfg: EmergenceConfig, *, saturating: bool, eta_hat:
     crit = -2.0 * math.log(1.0 - math.sqrt(cfg.level))
 
     def profile_sse(grid):
-        E, Q = (g.ravel() for g in np.meshgrid(grid, qs, indexing="ij"))
+        # in logs, so each basis value is one exp: u^p = exp(p log u), u^p / (u^p + w^p) = expit(p log(u / w))
+        with np.errstate(divide="ignore"):
+            logu = np.log(np.maximum(grid[:, None] - loss[None, :], 0.0))        # (E, n), -inf on the plateau
         prof = np.full(len(grid), -np.inf)
-        for wv in ws:
-            e = Explained(elbow_basis(loss, E, np.exp(Q), wv), w, nonneg=True)(y[None, :])[0]
-            prof = np.maximum(prof, e.reshape(len(grid), len(qs)).max(1))
+        for q in qs:
+            pl = np.exp(q) * logu
+            bases = [np.exp(pl)] if not saturating else [special.expit(pl - np.exp(q) * math.log(wv)) for wv in ws]
+            for H in bases:
+                prof = np.maximum(prof, Explained(H, w, nonneg=True)(y[None, :])[0])
         return syy - prof
 
     sse = profile_sse(etas)
