@@ -503,8 +503,8 @@ def eta_interval(loss, y, w, cfg: EmergenceConfig, *, saturating: bool, eta_hat:
     """The `level` interval of eta by inverting the profile likelihood ratio (Hansen 2000): every eta
     whose SSE, minimised over the rest of Eq. 3 (c0, s >= 0, p and w on fine grids), lies within
     Hansen's c(level) x `phi` (`dispersion`) of the minimum; the hull where the profile has several
-    dips. The eta grid is scanned, then rescanned up to 40 times finer around the hull (at most 200
-    points), the ends interpolated.
+    dips. The eta grid is scanned, then (unless the hull spans an eighth of the grid or more) rescanned
+    40 times finer around it, the ends interpolated.
     Deterministic."""
     etas, _, ws = elbow_grid(loss, cfg, saturating)
     qs = np.linspace(np.log(cfg.min_power), np.log(cfg.max_power), cfg.profile_powers)
@@ -530,8 +530,11 @@ def eta_interval(loss, y, w, cfg: EmergenceConfig, *, saturating: bool, eta_hat:
     sse = profile_sse(etas)
     inside = np.flatnonzero((sse - sse.min()) / phi <= crit)
     i, j = max(int(inside[0]) - 1, 0), min(int(inside[-1]) + 1, len(etas) - 1)
-    fine = np.linspace(etas[i], etas[j], min(40 * (j - i), 200) + 1)  # wide intervals need no finer scan
-    sse_f = profile_sse(fine)
+    if j - i > len(etas) // 8:  # a wide interval (an eighth of the grid or more) needs no finer scan
+        fine, sse_f = etas, sse
+    else:
+        fine = np.linspace(etas[i], etas[j], 40 * (j - i) + 1)
+        sse_f = profile_sse(fine)
     lr = (sse_f - min(sse.min(), sse_f.min())) / phi - crit   # <= 0 inside the interval
     inside = np.flatnonzero(lr <= 0)
     if not len(inside):
