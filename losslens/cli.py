@@ -25,6 +25,7 @@ COMMANDS = {
     "model-info": "losslens.model.command",
     "eval": "losslens.evaluate.command",
     "analyze": "losslens.analysis.command",
+    "calibrate": "losslens.analysis.calibrate_command",
     "results": "losslens.store_command",
     "import-lm-eval": "losslens.evaluate.harness_command",
     "ladder": "losslens.ladder.command",

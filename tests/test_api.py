@@ -99,6 +99,7 @@ def seen(monkeypatch):
         got["scaling"] = kwargs
 
     monkeypatch.setattr(pipeline, "analyze_emergence", fake_emergence)
+    monkeypatch.setattr(pipeline, "fdr_adjust", lambda results, cfg: None)
     monkeypatch.setattr(pipeline, "analyze_same_loss", fake_same_loss)
     monkeypatch.setattr(scaling, "fit_chinchilla", fake_fit)
     return got

@@ -15,7 +15,7 @@ import importlib
 import numpy as np
 import pandas as pd
 
-from losslens.analysis.emergence import EmergenceConfig, EmergenceResult, analyze_emergence
+from losslens.analysis.emergence import EmergenceConfig, EmergenceResult, analyze_emergence, fdr_adjust
 from losslens.analysis.result import Result
 from losslens.analysis.same_loss import SameLossConfig, SameLossResult, analyze_same_loss
 from losslens.analysis.scaling import ScalingLawConfig
@@ -55,7 +55,7 @@ class TaskReport(Result):
     task: str
     metric: str
     emergence: EmergenceResult
-    same_loss: SameLossResult
+    same_loss: SameLossResult | None  # None when analyze(same_loss_test=False)
     backtest: object | None = None    # predict.BacktestResult (has .to_dict() and .summary())
     onset: object | None = None       # predict.EmergenceScale: N and compute at eta (emergent, with a law)
     data: pd.DataFrame | None = dataclasses.field(default=None, compare=False)  # the slice analysed (for plot)
@@ -69,11 +69,13 @@ class TaskReport(Result):
         e = self.emergence
         emergent = e.verdict == "emergent"
         return {
-            "task": self.task, "metric": self.metric, "verdict": e.verdict,
+            "task": self.task, "metric": self.metric, "verdict": e.verdict, "reason_code": e.reason_code,
+            "q_value": e.q_value, "error_rates": e.error_rates,
             "eta": e.eta if emergent else None,
             "eta_ci": list(e.eta_ci) if emergent and e.eta_ci else None,
-            "spearman": self.same_loss.spearman, "pearson": self.same_loss.pearson,
-            "same_loss": self.same_loss.to_dict(),
+            "spearman": self.same_loss.spearman if self.same_loss else None,
+            "pearson": self.same_loss.pearson if self.same_loss else None,
+            "same_loss": self.same_loss.to_dict() if self.same_loss else None,
             "backtest": self.backtest.to_dict() if self.backtest is not None else None,
             "onset": self.onset.to_dict() if self.onset is not None else None,
             "emergence": e.to_dict(),
@@ -81,9 +83,10 @@ class TaskReport(Result):
 
     def rows(self) -> list[dict]:
         row = {"task": self.task, "metric": self.metric, **_emergence_columns(self.emergence)}
-        same = {k: v for k, v in self.same_loss.rows()[0].items() if k not in ("task", "metric")}
-        row["same_loss_holds"] = same.pop("holds")
-        row.update(same)
+        if self.same_loss is not None:
+            same = {k: v for k, v in self.same_loss.rows()[0].items() if k not in ("task", "metric")}
+            row["same_loss_holds"] = same.pop("holds")
+            row.update(same)
         if self.backtest is not None:
             bt = {k: v for k, v in self.backtest.rows()[0].items() if k not in ("task", "metric")}
             row["backtest"] = bt.pop("verdict")
@@ -101,7 +104,7 @@ class TaskReport(Result):
         return items
 
     def summary(self) -> str:
-        parts = [self.emergence.summary(), self.same_loss.summary()]
+        parts = [self.emergence.summary()] + ([self.same_loss.summary()] if self.same_loss else [])
         if self.backtest is not None:
             parts.append(self.backtest.summary())
         if self.onset is not None:
@@ -215,15 +218,15 @@ def scaling_points(table: TidyTable) -> pd.DataFrame | None:
 TARGETS = {"olmo": "olmo_target_errors", "gadre": "gadre_predictions"}
 
 
-def analyze_task(job) -> TaskReport:
-    """All per-task analyses of one (task, metric) slice (a pure function of its job tuple)."""
-    sub, em_cfg, sl_cfg, with_backtest, seed, x_label = job
+def analyze_task(job, emergence: EmergenceResult) -> TaskReport:
+    """The per-task analyses after emergence (a pure function of its job tuple and verdict): the
+    same-loss test, and the backtest, which for an emergent task (claim 3) fits only the models
+    above eta and predicts those below it."""
+    sub, _, sl_cfg, with_backtest, seed, x_label = job
     backtest = _optional("losslens.analysis.predict", "backtest") if with_backtest else None
-    emergence = analyze_emergence(sub, em_cfg, seed=seed)
-    # Claim 3 per emergent task: fit only the models above eta, predict those below it.
     eta = emergence.eta if emergence.verdict == "emergent" else None
-    return TaskReport(str(sub["task"].iloc[0]), str(sub["metric"].iloc[0]),
-                      emergence, analyze_same_loss(sub, sl_cfg, seed=seed),
+    same = analyze_same_loss(sub, sl_cfg, seed=seed) if sl_cfg is not None else None
+    return TaskReport(str(sub["task"].iloc[0]), str(sub["metric"].iloc[0]), emergence, same,
                       backtest(sub, eta=eta, seed=seed) if backtest is not None else None, data=sub, x_label=x_label)
 
 
@@ -232,8 +235,11 @@ def resolve_configs(bootstrap: int | None = None, permutations: int | None = Non
                     scaling: ScalingLawConfig | None = None,
                     ) -> tuple[EmergenceConfig, SameLossConfig, ScalingLawConfig]:
     """The configs `analyze` runs with. A config passed in is used exactly as it is; `bootstrap` and
-    `permutations` are shorthands that fill in the configs not passed. Both for the same config,
-    disagreeing, is an error rather than a silent choice."""
+    `permutations` are shorthands that fill in the same-loss and scaling-law configs not passed. Both
+    for the same config, disagreeing, is an error rather than a silent choice. The emergence test's
+    null replicates are its own (`EmergenceConfig.bootstrap`, 1000): with fewer than ~150 no task
+    could reach alpha = 0.01 after false-discovery-rate control, so a small shorthand meant for the
+    intervals must not reach it."""
     def one(cls, given, **short):
         short = {k: v for k, v in short.items() if v is not None}
         if given is None:
@@ -243,7 +249,7 @@ def resolve_configs(bootstrap: int | None = None, permutations: int | None = Non
             k, (v, own) = next(iter(clash.items()))
             raise ValueError(f"{k}={v} disagrees with {cls.__name__}({k}={own}): set it in one place")
         return given
-    return (one(EmergenceConfig, emergence, bootstrap=bootstrap),
+    return (one(EmergenceConfig, emergence),
             one(SameLossConfig, same_loss, bootstrap=bootstrap, permutations=permutations),
             one(ScalingLawConfig, scaling, bootstrap=bootstrap))
 
@@ -251,13 +257,18 @@ def resolve_configs(bootstrap: int | None = None, permutations: int | None = Non
 def analyze(table, *, seed: int = 0, bootstrap: int | None = None, permutations: int | None = None,
             backtests: bool = True, scaling_law: bool = True, emergence: EmergenceConfig | None = None,
             same_loss: SameLossConfig | None = None, scaling: ScalingLawConfig | None = None,
-            progress=None) -> AnalysisReport:
+            same_loss_test: bool = True, progress=None) -> AnalysisReport:
     """Run every analysis on a tidy table: a `TidyTable`, a pandas DataFrame, or a CSV or SQLite store
     path (`as_table`; a bad column is one `InputError` naming it).
 
     `emergence`, `same_loss` and `scaling` configs are used exactly as passed; `bootstrap` (default
-    1000) and `permutations` (default 99) set the configs not passed (`resolve_configs`). `seed` makes
-    all resampling reproducible (task i, in sorted (task, metric) order, uses seed + i).
+    1000) and `permutations` (default 99) set the same-loss and scaling-law configs not passed
+    (`resolve_configs`). `seed` makes all resampling reproducible (task i, in sorted (task, metric)
+    order, uses seed + i). The emergent verdicts are controlled for the false-discovery rate across
+    all tasks of the analysis (`EmergenceConfig.fdr`) before the backtests use them.
+    `same_loss_test=False` skips the same-loss test (each task's `same_loss` is then None), as
+    `backtests` and `scaling_law` skip theirs; the calibration suite uses all three, as none of them
+    touches the emergence verdict.
     `progress(done, total, what)`, if given, is called as each (task, metric) pair is analysed
     (`losslens.progress.Steps` is one). One process: 10,000 points take a few seconds
     (bench/analysis_speed.py), and the bootstrap's matrix products already use every core."""
@@ -276,14 +287,23 @@ def analyze(table, *, seed: int = 0, bootstrap: int | None = None, permutations:
             # The x-axis against itself (Chinchilla's `pretraining_loss`): every verdict would be a tautology.
             notes.append(f"{task} / {metric} not analysed: its values are the x-axis itself")
             continue
-        jobs.append((sub.reset_index(drop=True), em_cfg, sl_cfg, backtest is not None, seed + i, table.x_label))
-    tasks = []
+        jobs.append((sub.reset_index(drop=True), em_cfg, sl_cfg if same_loss_test else None,
+                     backtest is not None, seed + i, table.x_label))
+    verdicts = []
     for done, job in enumerate(jobs):
         if progress is not None:
-            progress(done, len(jobs) + bool(scaling_law), f"{job[0]['task'].iloc[0]} / {job[0]['metric'].iloc[0]}")
-        tasks.append(analyze_task(job))
+            progress(done, 2 * len(jobs) + bool(scaling_law),
+                     f"emergence {job[0]['task'].iloc[0]} / {job[0]['metric'].iloc[0]}")
+        verdicts.append(analyze_emergence(job[0], em_cfg, seed=job[4]))
+    fdr_adjust(verdicts, em_cfg)  # Benjamini-Hochberg over every (task, metric) of this analysis
+    tasks = []
+    for done, (job, emergence) in enumerate(zip(jobs, verdicts)):
+        if progress is not None:
+            progress(len(jobs) + done, 2 * len(jobs) + bool(scaling_law),
+                     f"{job[0]['task'].iloc[0]} / {job[0]['metric'].iloc[0]}")
+        tasks.append(analyze_task(job, emergence))
     if progress is not None:
-        progress(len(jobs), len(jobs) + bool(scaling_law), "scaling law")
+        progress(2 * len(jobs), 2 * len(jobs) + bool(scaling_law), "scaling law")
     law = None
     points = scaling_points(table) if scaling_law else None
     if points is not None and min(points["params"].nunique(), points["tokens"].nunique()) < 3:
@@ -305,7 +325,7 @@ def analyze(table, *, seed: int = 0, bootstrap: int | None = None, permutations:
     if table.source in TARGETS:
         predict_targets = _optional("losslens.analysis.predict", TARGETS[table.source])
         targets = predict_targets(table) if predict_targets is not None else None
-    settings = {"seed": seed, "bootstrap": em_cfg.bootstrap, "permutations": sl_cfg.permutations,
+    settings = {"seed": seed, "bootstrap": sl_cfg.bootstrap, "permutations": sl_cfg.permutations,
                 "emergence": dataclasses.asdict(em_cfg), "same_loss": dataclasses.asdict(sl_cfg),
                 "scaling_law": dataclasses.asdict(law_cfg)}
     return AnalysisReport(table.describe(), tasks, law, targets, settings, notes, table=table)

@@ -3,7 +3,7 @@ prediction, and the reproduction of Gadre et al.'s chained loss -> error predict
 
 Backtest (`backtest`): can the performance of the lowest-loss models be predicted from the others?
 Fit on the points with loss above a cut, predict the points at or below it. For an emergent task the
-cut is its eta (`eta=`, passed by `analysis.report.analyze_task`), so the fit sees only the models
+cut is its eta (`eta=`, passed by `analysis.pipeline.analyze_task`), so the fit sees only the models
 with higher loss than the threshold: this is the paper's claim 3, "not predictable from the
 performance trend of higher-loss models", tested per emergent task. Otherwise the default cut is the
 1/3 quantile of the distinct losses (the lowest-loss third is held out). Candidate curves of value
