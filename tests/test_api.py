@@ -131,18 +131,22 @@ def test_analyze_bootstrap_no_longer_overwrites_a_config(df, seen):
     assert seen["emergence"].bootstrap == 7                      # the issue's bug: it was 1000
     assert seen["same_loss"].bootstrap == 1000 and seen["same_loss"].permutations == 99
     analyze(df, bootstrap=5, permutations=3, backtests=False)    # the shorthands fill in configs not passed
-    assert (seen["emergence"].bootstrap, seen["same_loss"].bootstrap, seen["same_loss"].permutations,
-            seen["scaling"]["bootstrap"]) == (5, 5, 3, 5)
-    with pytest.raises(ValueError, match="bootstrap=5 disagrees with EmergenceConfig\\(bootstrap=7\\)"):
-        analyze(df, bootstrap=5, emergence=EmergenceConfig(bootstrap=7))
-    analyze(df, bootstrap=7, emergence=EmergenceConfig(bootstrap=7), backtests=False)  # agreeing is fine
+    assert (seen["same_loss"].bootstrap, seen["same_loss"].permutations, seen["scaling"]["bootstrap"]) == (5, 3, 5)
+    # ... but never the emergence test's null replicates: too few could never reach alpha after FDR control
+    assert seen["emergence"].bootstrap == EmergenceConfig().bootstrap
+    analyze(df, bootstrap=5, emergence=EmergenceConfig(bootstrap=7), backtests=False)
+    assert seen["emergence"].bootstrap == 7
+    with pytest.raises(ValueError, match="bootstrap=5 disagrees with SameLossConfig\\(bootstrap=7\\)"):
+        analyze(df, bootstrap=5, same_loss=SameLossConfig(bootstrap=7))
+    analyze(df, bootstrap=7, same_loss=SameLossConfig(bootstrap=7), backtests=False)  # agreeing is fine
 
 
 def test_configs_change_the_numbers(df):
-    """Observable effects, no patching: 0 resamples give no intervals, and the settings are recorded."""
+    """Observable effects, no patching: 0 resamples give no intervals (and no emergence test, whose null
+    is resampled), and the settings are recorded."""
     r = analyze(df, emergence=EmergenceConfig(bootstrap=0), same_loss=SameLossConfig(bootstrap=0, permutations=0),
                 scaling=ScalingLawConfig(bootstrap=0), backtests=False)
-    assert all(t.emergence.eta_ci is None for t in r.tasks)
+    assert all(t.emergence.lrt_p is None and t.verdict != "emergent" for t in r.tasks)
     assert all(c.ci is None and c.p_value is None for t in r.tasks for c in t.same_loss.tests)
     assert r.scaling_law.ci == {} and r.scaling_law.bootstrap == 0
     assert r.settings["emergence"]["bootstrap"] == 0 and r.settings["scaling_law"]["bootstrap"] == 0
