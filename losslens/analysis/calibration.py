@@ -9,9 +9,8 @@ they do not touch the verdict), and the verdicts are scored against the truth:
                0.5-3;  saturating g = (1 - exp(-4u)) / (1 - exp(-4));  s_shaped g = 3u^2 - 2u^3 (a
                smoothstep: its foot sits on chance at eta)
     smooth     above chance everywhere, by `offset` (0.02-0.1; 0-0.1 for the logistic) at the highest
-               loss: linear in L; logistic
-               (no threshold: offset + rise * sigmoid((m - L) / s)); exponential (convex, rising
-               towards low loss)
+               loss, then offset + rise * g(t), t = (L_max - L) / range: linear g = t; logistic (no
+               threshold) g = sigmoid(8 (t - 0.5)); exponential (convex) g = (e^(kt) - 1) / (e^k - 1)
     flat       0 everywhere; `dip`: a plateau slightly *below* chance (0.02-0.1; for a Brier score
                up to 0.4, e.g. 1.05 against the uniform guess's 0.75)
 
