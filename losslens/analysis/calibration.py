@@ -452,6 +452,16 @@ def _plain(row):
     return [x.item() if hasattr(x, "item") else x for x in row]
 
 
+def rates_json(table: dict) -> str:
+    """The lookup as JSON text with one cell per line (small, and a diff shows which cells moved)."""
+    head = {k: v for k, v in table.items() if k not in ("counts", "coverage")}
+    parts = [json.dumps(head)[:-1]]
+    for key in ("counts", "coverage"):
+        rows = ",\n  ".join(json.dumps(r) for r in table[key])
+        parts.append(f', "{key}": [\n  {rows}\n]')
+    return "".join(parts) + "}\n"
+
+
 @lru_cache(maxsize=4)
 def _load_rates(path: str) -> dict:
     return json.loads(Path(path).read_text())
@@ -502,9 +512,9 @@ def error_rates(verdict: str, *, items, chance, n_losses: int, n_runs: int, bino
     lo, hi = wilson(k, n) if n else (None, None)
     truth_words = {"emergent": "smooth or flat tasks", "smooth": "planted thresholds",
                    "not_emerged": "planted thresholds", "inconclusive": "planted thresholds"}[verdict]
-    pct = "-" if rate is None else f"{100 * rate:.1f}%"
+    ci = "" if rate is None else f"{100 * rate:.1f}%, 95% CI {100 * lo:.1f}-{100 * hi:.1f}%"
     out = {"verdict": verdict, "false_rate": rate, "false_rate_ci": [lo, hi], "k": k, "n": n, "cell": cell,
-           "text": f"in calibration, {pct} of {truth_words} like this one ({cell}; {n} tasks) were called {verdict}"}
+           "text": f"in calibration, {k} of {n} {truth_words} like this one ({cell}) were called {verdict} ({ci})"}
     if verdict == "emergent":
         ck = cn = 0
         for row in table["coverage"]:
