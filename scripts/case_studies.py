@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from losslens.analysis import figures  # noqa: E402
-from losslens.analysis.emergence import EmergenceConfig, analyze_emergence, kink_failures  # noqa: E402
+from losslens.analysis.emergence import EmergenceConfig, analyze_emergence  # noqa: E402
 from losslens.analysis.predict import backtest, olmo_target_errors  # noqa: E402
 from losslens.analysis.report import _jsonable, analyze  # noqa: E402
 from losslens.analysis.same_loss import SameLossConfig, analyze_same_loss  # noqa: E402
@@ -55,21 +55,10 @@ def r(x, nd=4):
     return None if x is None or not np.isfinite(x) else round(float(x), nd)
 
 
-def category(t, cfg: EmergenceConfig = EmergenceConfig()) -> str:
-    """The verdict, with `inconclusive` split by its main reason (from the same evidence the verdict used)."""
+def category(t) -> str:
+    """The verdict, with `inconclusive` split by its reason code (emergence.REASONS)."""
     e = t.emergence
-    if e.verdict != "inconclusive":
-        return e.verdict
-    # the same order of questions as analyze_emergence
-    rising = e.trend_p is not None and e.trend_p < cfg.alpha
-    if e.chance is None or e.low is None:
-        return "untestable"  # no chance level, or too few distinct losses
-    if not rising and e.low.p_above_chance >= cfg.alpha:
-        return "noisy_near_chance"  # no rise, but not known to be within delta of chance
-    if e.eta is not None and not kink_failures(e.eta, e.plateau, e.below, e.rival_delta_bic, e.rival, cfg, e.n_runs,
-                                               e.delta_bic, e.best_smooth):
-        return "threshold_not_at_chance"  # a threshold shape, but a chance test fails (plateau, rise, eta)
-    return "rises_without_threshold" if rising else "no_rise"
+    return e.verdict if e.verdict != "inconclusive" else e.reason_code
 
 
 def failing_covariates(s) -> list[str]:

@@ -18,7 +18,8 @@ from losslens.cli import main
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FAST = ("--bootstrap", "100", "--permutations", "9")
-TASK_KEYS = {"task", "metric", "verdict", "eta", "eta_ci", "spearman", "pearson", "same_loss", "backtest", "emergence"}
+TASK_KEYS = {"task", "metric", "verdict", "reason_code", "q_value", "error_rates", "eta", "eta_ci", "spearman", "pearson",
+             "same_loss", "backtest", "emergence"}
 
 
 @pytest.fixture(scope="module")

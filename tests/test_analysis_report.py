@@ -26,7 +26,10 @@ def test_report_json_round_trip_and_determinism(table, tmp_path):
     b = analyze(table, seed=5, bootstrap=100, permutations=9)
     assert a.to_dict() == b.to_dict()
     c = analyze(table, seed=6, bootstrap=100, permutations=9)
-    assert c.task("emergent").emergence.eta_ci != a.task("emergent").emergence.eta_ci  # the seed is used
+    assert c.to_dict() != a.to_dict()  # the seed is used (the null replicates, the same-loss resampling) ...
+    assert c.task("emergent").emergence.eta_ci == a.task("emergent").emergence.eta_ci  # ... not by the interval
+    e = a.task("emergent").emergence
+    assert e.reason_code == "emergent" and e.q_value <= 0.05 and e.q_value >= e.lrt_p
     assert a.counts() == {"emergent": 1, "smooth": 2, "not_emerged": 1, "inconclusive": 0}
     path = tmp_path / "r.json"
     a.write_json(path)

@@ -2,7 +2,7 @@
 
     table.py      the tidy schema, validation, CSV / SQLite loading (`TidyTable`)
     sources/      loaders for the published tables in ../shared/data
-    emergence.py  Eq. 3 threshold vs smooth fits, eta with a bootstrap interval, verdicts
+    emergence.py  Eq. 3 vs smooth curves: calibrated likelihood-ratio test, equivalence pair, eta interval
     same_loss.py  does size or data explain performance beyond loss? (and does compute collapse?)
     scaling.py    Chinchilla and Gadre scaling-law fits          predict.py  prediction and backtests
     report.py     `analyze(table) -> AnalysisReport`, the JSON    figures.py  matplotlib figures

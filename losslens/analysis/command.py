@@ -75,10 +75,10 @@ def print_report(report, console) -> None:
     for note in [*src["notes"], *report.notes]:
         console.print(f"  note: {note}")
     table = Table(show_lines=False)
-    for col, just in (("task", "left"), ("metric", "left"), ("verdict", "left"), ("eta [95% CI]", "right"),
+    for col, just in (("task", "left"), ("metric", "left"), ("verdict", "left"), ("reason (q)", "left"), ("eta [95% CI]", "right"),
                       ("spearman", "right"), ("size beyond loss", "right"), ("compute collapses", "left"),
                       ("backtest", "left")):
-        table.add_column(col, justify=just)
+        table.add_column(col, justify=just, no_wrap=col in ("task", "metric"))  # names stay greppable
     style = {"emergent": "bold red", "smooth": "green", "not_emerged": "dim", "inconclusive": "yellow"}
     for t in report.tasks:
         e, s = t.emergence, t.same_loss
@@ -89,7 +89,8 @@ def print_report(report, console) -> None:
         size_txt = "-" if size is None else f"{size.improvement:+.3f} (p {_fmt(size.p_value, '.2f')})"
         collapse = "-" if s.compute_collapses is None else ("yes" if s.compute_collapses else "no")
         bt = "-" if t.backtest is None else str(t.backtest.to_dict().get("verdict", "-"))
-        table.add_row(t.task, t.metric, f"[{style[e.verdict]}]{e.verdict}[/]", eta, _fmt(s.spearman),
+        why = e.reason_code + ("" if e.q_value is None else f" (q {_fmt(e.q_value, '.2g')})")
+        table.add_row(t.task, t.metric, f"[{style[e.verdict]}]{e.verdict}[/]", why, eta, _fmt(s.spearman),
                       size_txt, collapse, bt)
     if report.tasks:
         console.print(table)

@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from losslens.analysis.emergence import EmergenceConfig, EmergenceResult, analyze_emergence
+from losslens.analysis.emergence import EmergenceConfig, EmergenceResult, analyze_emergence, fdr_adjust
 from losslens.analysis.same_loss import SameLossConfig, SameLossResult, analyze_same_loss
 from losslens.analysis.table import TidyTable
 from losslens.io import write_json
@@ -65,7 +65,8 @@ class TaskReport:
         e = self.emergence
         emergent = e.verdict == "emergent"
         return {
-            "task": self.task, "metric": self.metric, "verdict": e.verdict,
+            "task": self.task, "metric": self.metric, "verdict": e.verdict, "reason_code": e.reason_code,
+            "q_value": e.q_value, "error_rates": e.error_rates,
             "eta": e.eta if emergent else None,
             "eta_ci": list(e.eta_ci) if emergent and e.eta_ci else None,
             "spearman": self.same_loss.spearman if self.same_loss else None,
@@ -158,11 +159,16 @@ def analyze(table: TidyTable, *, seed: int = 0, bootstrap: int = 1000, permutati
             backtests: bool = True, scaling_law: bool = True, emergence: EmergenceConfig | None = None,
             same_loss: SameLossConfig | None = None, same_loss_test: bool = True) -> AnalysisReport:
     """Run every analysis on a tidy table; `seed` makes all resampling reproducible (task i, in sorted
-    (task, metric) order, uses seed + i). `same_loss_test=False` skips the same-loss test (each task's
-    `same_loss` is then None), as `backtests` and `scaling_law` skip theirs; the calibration suite uses
-    all three, as none of them touches the emergence verdict. One process: 10,000 points take a few seconds
+    (task, metric) order, uses seed + i). `bootstrap` sets the same-loss and scaling-law resamples; the
+    emergence test draws `EmergenceConfig.bootstrap` null replicates (1000: fewer than ~150 could never
+    reach alpha = 0.01 after false-discovery-rate control), stopping early where the answer is clear;
+    the emergent verdicts are then controlled for the false-discovery rate across all tasks
+    (`EmergenceConfig.fdr`).
+    `same_loss_test=False` skips the same-loss test (each task's `same_loss` is then None), as
+    `backtests` and `scaling_law` skip theirs; the calibration suite uses all three, as none of them
+    touches the emergence verdict. One process: 10,000 points take a few seconds
     (bench/analysis_speed.py), and the bootstrap's matrix products already use every core."""
-    em_cfg = dataclasses.replace(emergence or EmergenceConfig(), bootstrap=bootstrap)
+    em_cfg = emergence or EmergenceConfig()  # its own null replicates: a test needs ~1000 to reach alpha / m
     sl_cfg = dataclasses.replace(same_loss or SameLossConfig(), bootstrap=bootstrap, permutations=permutations)
     backtest = _optional("losslens.analysis.predict", "backtest") if backtests else None
     notes = []
@@ -179,6 +185,8 @@ def analyze(table: TidyTable, *, seed: int = 0, bootstrap: int = 1000, permutati
         jobs.append((sub.reset_index(drop=True), em_cfg, sl_cfg if same_loss_test else None,
                      backtest is not None, seed + i))
     tasks = [analyze_task(job) for job in jobs]
+    # Benjamini-Hochberg over the emergence tests of every (task, metric) of this analysis
+    fdr_adjust([t.emergence for t in tasks], em_cfg)
     law = None
     points = scaling_points(table) if scaling_law else None
     if points is not None and min(points["params"].nunique(), points["tokens"].nunique()) < 3:

@@ -10,7 +10,8 @@ One row per (model, checkpoint, task, metric). Required columns:
     metric  metric name (acc, exact_match, brier_sum, correct_choice_prob, ...)
     value   the metric's value
 
-Optional: n (items scored), chance (random-guess value of the metric), stderr, step, family,
+Optional: n (items scored), chance (random-guess value of the metric), majority (the value of the
+best constant answer, e.g. always "yes", in the metric's units), stderr, step, family,
 higher_is_better, perfect (the metric's best possible value; 1 or 0 by default).
 
 `validate` turns every way a table can be unusable into one `InputError` naming the column and rows.
@@ -28,8 +29,8 @@ import pandas as pd
 from losslens.errors import InputError
 
 REQUIRED = ("model", "params", "tokens", "loss", "task", "metric", "value")
-OPTIONAL = ("n", "chance", "stderr", "step", "family", "higher_is_better", "perfect")
-NUMERIC = ("params", "tokens", "loss", "value", "n", "chance", "stderr", "step", "perfect")
+OPTIONAL = ("n", "chance", "majority", "stderr", "step", "family", "higher_is_better", "perfect")
+NUMERIC = ("params", "tokens", "loss", "value", "n", "chance", "majority", "stderr", "step", "perfect")
 
 # Metrics whose value is a count of successes over `n` items (binomial: items can be resampled).
 BINOMIAL_METRICS = {"acc", "accuracy", "acc_norm", "exact_match", "em", "top1", "pass@1", "correct"}
@@ -165,7 +166,7 @@ def validate(df: pd.DataFrame, source: str | Path | None = None, *, line_offset:
         df["higher_is_better"] = df["metric"].map(default_higher_is_better)
     df["higher_is_better"] = df["higher_is_better"].astype(bool)
     proportion = df["metric"].map(is_proportion).to_numpy(bool)
-    for col in ("value", "chance"):
+    for col in ("value", "chance", "majority"):
         if col not in df.columns:
             continue
         v = df[col].to_numpy()

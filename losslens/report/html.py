@@ -234,29 +234,41 @@ def _pairs(study):
     return [(t, other.get((t.task, t.metric))) for t in study.report.tasks]
 
 
+def _error_rate(e) -> str:
+    """The calibration suite's measured error rate of this verdict for tasks like this one."""
+    r = e.error_rates
+    if not r or r.get("false_rate") is None:
+        return "-"
+    return f"{100 * r['false_rate']:.1f}% ({r.get('n', '?')} tasks)"
+
+
 def verdicts_section(study) -> Html:
     has_other = study.other_report is not None
-    headers = ["task", "metric", "verdict", "eta [95% CI]", "delta BIC", "best smooth", "rival (delta BIC)"]
+    headers = ["task", "metric", "verdict", "reason code", "eta [95% CI]", "test p", "q", "error rate",
+               "delta BIC", "best smooth"]
     if has_other:
         headers += ["verdict (other genres)", "eta (other genres)"]
     headers.append("reasons")
     rows = []
     for t, o in _pairs(study):
         e = t.emergence
-        rival = f"{e.rival} ({_num(e.rival_delta_bic, '.1f')})" if e.rival else "none"
-        row = [t.task, t.metric, _badge(e.verdict), _eta(e), _num(e.delta_bic, ".1f"), e.best_smooth or "-", rival]
+        row = [t.task, t.metric, _badge(e.verdict), e.reason_code, _eta(e), _num(e.lrt_p, ".2g"),
+               _num(e.q_value, ".2g"), _error_rate(e), _num(e.delta_bic, ".1f"), e.best_smooth or "-"]
         if has_other:
             row += [_badge(o.verdict) if o else "-", _eta(o.emergence) if o else "-"]
-        row.append(_list([*e.reasons, *e.notes]))
+        rates = [e.error_rates["text"]] if e.error_rates and e.error_rates.get("text") else []
+        row.append(_list([*e.reasons, *rates, *e.notes]))
         rows.append(row)
-    numeric = {3, 4} | ({8} if has_other else set())
+    numeric = {4, 5, 6, 8} | ({11} if has_other else set())
     return _join([_tag("h2", "Verdicts", id="verdicts"),
                   _tag("p", "Each (task, metric) classified on the validation-loss axis"
                        + (" and on the loss of the genres other than the task's own" if has_other else "")
-                       + ". delta BIC > 0 favours the threshold (Eq. 3) over the best smooth curve; a rival is "
-                         "a smooth curve that puts the task more than delta above chance above eta, the "
-                         "only kind the threshold must beat; "
-                         "eta is reported only where the verdict is emergent."),
+                       + ". The emergence test is a likelihood ratio of Eq. 3 against the best smooth curve, "
+                         "calibrated by a parametric bootstrap under that smooth curve (test p); q is its "
+                         "Benjamini-Hochberg q-value across this analysis; the error rate is how often "
+                         "planted tasks like this one got this verdict wrongly in the calibration suite; "
+                         "eta and its profile-likelihood interval are reported only where the verdict is "
+                         "emergent. delta BIC > 0 favours the threshold (Eq. 3) over the best smooth fit."),
                   _table(headers, rows, numeric)])
 
 
