@@ -178,8 +178,6 @@ def test_eta_interval_coverage(fast_rows):
     assert 0.93 <= cov.mean() <= 0.98, (cov.mean(), len(cov))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13: today's eta interval spans 16.9% of the loss range at the median "
-                                       "where items >= 500, target <= 15%")
 def test_eta_interval_width(fast_rows):
     t = _target(fast_rows, "median interval width")
     assert t["holds"], t
