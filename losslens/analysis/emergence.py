@@ -38,7 +38,7 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 from losslens.analysis import stats as st
 from losslens.analysis.table import is_binomial, is_proportion
@@ -213,12 +213,14 @@ def elbow_basis(loss: np.ndarray, eta, p, w=np.inf) -> np.ndarray:
     """The rise of Eq. 3 for each (eta, p, w): u^p (w = inf) or u^p / (u^p + w^p), u = max(0, eta - L);
     shape (len(eta), len(loss))."""
     eta, p, w = (np.atleast_1d(np.asarray(x, float))[:, None] for x in (eta, p, w))
-    up = np.maximum(eta - loss[None, :], 0.0) ** p
-    if np.isinf(w).all():
-        return up
-    with np.errstate(invalid="ignore"):  # where w = inf the plain power is used below
-        sat = up / (up + w**p)
-    return np.where(np.isinf(w), up, sat)
+    with np.errstate(divide="ignore"):  # in logs, one exp per value: u^p = exp(p log u) (0 on the plateau)
+        pl = p * np.log(np.maximum(eta - loss[None, :], 0.0))
+    inf = np.isinf(w)
+    if inf.all():
+        return np.exp(pl)
+    # u^p / (u^p + w^p) = expit(p (log u - log w)); where w = inf the plain power
+    sat = special.expit(pl - p * np.log(np.where(inf, 1.0, w)))
+    return sat if not inf.any() else np.where(inf, np.exp(pl), sat)
 
 
 def _sigmoid(z):
@@ -501,8 +503,8 @@ def eta_interval(loss, y, w, cfg: EmergenceConfig, *, saturating: bool, eta_hat:
     """The `level` interval of eta by inverting the profile likelihood ratio (Hansen 2000): every eta
     whose SSE, minimised over the rest of Eq. 3 (c0, s >= 0, p and w on fine grids), lies within
     Hansen's c(level) x `phi` (`dispersion`) of the minimum; the hull where the profile has several
-    dips. The eta grid is scanned, then rescanned up to 40 times finer around the hull (at most 200
-    points), the ends interpolated.
+    dips. The eta grid is scanned, then (unless the hull spans an eighth of the grid or more) rescanned
+    40 times finer around it, the ends interpolated.
     Deterministic."""
     etas, _, ws = elbow_grid(loss, cfg, saturating)
     qs = np.linspace(np.log(cfg.min_power), np.log(cfg.max_power), cfg.profile_powers)
@@ -514,18 +516,25 @@ def eta_interval(loss, y, w, cfg: EmergenceConfig, *, saturating: bool, eta_hat:
     crit = -2.0 * math.log(1.0 - math.sqrt(cfg.level))
 
     def profile_sse(grid):
-        E, Q = (g.ravel() for g in np.meshgrid(grid, qs, indexing="ij"))
+        # in logs, so each basis value is one exp: u^p = exp(p log u), u^p / (u^p + w^p) = expit(p log(u / w))
+        with np.errstate(divide="ignore"):
+            logu = np.log(np.maximum(grid[:, None] - loss[None, :], 0.0))        # (E, n), -inf on the plateau
         prof = np.full(len(grid), -np.inf)
-        for wv in ws:
-            e = Explained(elbow_basis(loss, E, np.exp(Q), wv), w, nonneg=True)(y[None, :])[0]
-            prof = np.maximum(prof, e.reshape(len(grid), len(qs)).max(1))
+        for q in qs:
+            pl = np.exp(q) * logu
+            bases = [np.exp(pl)] if not saturating else [special.expit(pl - np.exp(q) * math.log(wv)) for wv in ws]
+            for H in bases:
+                prof = np.maximum(prof, Explained(H, w, nonneg=True)(y[None, :])[0])
         return syy - prof
 
     sse = profile_sse(etas)
     inside = np.flatnonzero((sse - sse.min()) / phi <= crit)
     i, j = max(int(inside[0]) - 1, 0), min(int(inside[-1]) + 1, len(etas) - 1)
-    fine = np.linspace(etas[i], etas[j], min(40 * (j - i), 200) + 1)  # wide intervals need no finer scan
-    sse_f = profile_sse(fine)
+    if j - i > len(etas) // 8:  # a wide interval (an eighth of the grid or more) needs no finer scan
+        fine, sse_f = etas, sse
+    else:
+        fine = np.linspace(etas[i], etas[j], 40 * (j - i) + 1)
+        sse_f = profile_sse(fine)
     lr = (sse_f - min(sse.min(), sse_f.min())) / phi - crit   # <= 0 inside the interval
     inside = np.flatnonzero(lr <= 0)
     if not len(inside):
