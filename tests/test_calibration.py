@@ -88,7 +88,8 @@ def test_error_rate_lookup_counts_and_falls_back_to_coarser_cells():
     r = cal.error_rates("emergent", items=450, chance=0.25, n_losses=45, n_runs=6, binomial=True, rates=table)
     assert (r["k"], r["n"], r["false_rate"]) == (2, 40, 0.05)
     assert r["coverage"] == 1.0 and r["coverage_n"] == 30
-    assert "5.0% of smooth or flat tasks" in r["text"]
+    assert r["text"].startswith("in calibration, 2 of 40 smooth or flat tasks like this one (binomial True, "
+                                "items 500, chance 0.25, losses 30-59, runs 5-8) were called emergent (5.0%, 95% CI")
     assert r["false_rate_ci"][0] < 0.05 < r["false_rate_ci"][1]
     r = cal.error_rates("smooth", items=500, chance=0.3, n_losses=45, n_runs=6, binomial=True, rates=table)
     assert (r["k"], r["n"]) == (2, 40)
@@ -175,3 +176,8 @@ def test_eta_interval_coverage(fast_rows):
     cov = r["covered"].dropna()
     assert len(cov) >= 50, "too few emergent verdicts to test coverage"
     assert 0.93 <= cov.mean() <= 0.98, (cov.mean(), len(cov))
+
+
+def test_eta_interval_width(fast_rows):
+    t = _target(fast_rows, "median interval width")
+    assert t["holds"], t

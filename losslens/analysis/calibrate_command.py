@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from losslens.analysis import calibration as cal
-    from losslens.io import write_json, write_text
+    from losslens.io import write_text
 
     if args.workers < 1:
         raise InputError(None, "must be >= 1", field="--workers")
@@ -68,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
     if args.write_docs and shard:
         raise InputError(None, "a shard is part of a grid: write the docs from --from-shards", field="--write-docs")
     grids = ["full", "independent"] if args.grid == "all" else [args.grid]
-    if (shard or args.from_shards) and len(grids) > 1:
-        raise InputError(None, "shards are per grid: pass --grid full or --grid independent", field="--grid")
+    if shard and len(grids) > 1:
+        raise InputError(None, "a shard is a slice of one grid: pass --grid full or --grid independent",
+                         field="--grid")
     out = Path(args.out)
     results = {}
     for name in grids:
@@ -113,6 +114,6 @@ def run(args: argparse.Namespace) -> int:
             write_text(path, text)
             print(f"updated {path}")
         rows = pd.concat([r for r, _ in results.values()], ignore_index=True)
-        write_json(cal.RATES_PATH, cal.rate_table(rows, grids=" + ".join(results)))
+        write_text(cal.RATES_PATH, cal.rates_json(cal.rate_table(rows, grids=" + ".join(results))))
         print(f"wrote {cal.RATES_PATH} ({len(rows)} tasks)")
     return 0

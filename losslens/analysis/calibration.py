@@ -9,9 +9,8 @@ they do not touch the verdict), and the verdicts are scored against the truth:
                0.5-3;  saturating g = (1 - exp(-4u)) / (1 - exp(-4));  s_shaped g = 3u^2 - 2u^3 (a
                smoothstep: its foot sits on chance at eta)
     smooth     above chance everywhere, by `offset` (0.02-0.1; 0-0.1 for the logistic) at the highest
-               loss: linear in L; logistic
-               (no threshold: offset + rise * sigmoid((m - L) / s)); exponential (convex, rising
-               towards low loss)
+               loss, then offset + rise * g(t), t = (L_max - L) / range: linear g = t; logistic (no
+               threshold) g = sigmoid(8 (t - 0.5)); exponential (convex) g = (e^(kt) - 1) / (e^k - 1)
     flat       0 everywhere; `dip`: a plateau slightly *below* chance (0.02-0.1; for a Brier score
                up to 0.4, e.g. 1.05 against the uniform guess's 0.75)
 
@@ -453,6 +452,16 @@ def _plain(row):
     return [x.item() if hasattr(x, "item") else x for x in row]
 
 
+def rates_json(table: dict) -> str:
+    """The lookup as JSON text with one cell per line (small, and a diff shows which cells moved)."""
+    head = {k: v for k, v in table.items() if k not in ("counts", "coverage")}
+    parts = [json.dumps(head)[:-1]]
+    for key in ("counts", "coverage"):
+        rows = ",\n  ".join(json.dumps(r) for r in table[key])
+        parts.append(f', "{key}": [\n  {rows}\n]')
+    return "".join(parts) + "}\n"
+
+
 @lru_cache(maxsize=4)
 def _load_rates(path: str) -> dict:
     return json.loads(Path(path).read_text())
@@ -503,9 +512,9 @@ def error_rates(verdict: str, *, items, chance, n_losses: int, n_runs: int, bino
     lo, hi = wilson(k, n) if n else (None, None)
     truth_words = {"emergent": "smooth or flat tasks", "smooth": "planted thresholds",
                    "not_emerged": "planted thresholds", "inconclusive": "planted thresholds"}[verdict]
-    pct = "-" if rate is None else f"{100 * rate:.1f}%"
+    ci = "" if rate is None else f"{100 * rate:.1f}%, 95% CI {100 * lo:.1f}-{100 * hi:.1f}%"
     out = {"verdict": verdict, "false_rate": rate, "false_rate_ci": [lo, hi], "k": k, "n": n, "cell": cell,
-           "text": f"in calibration, {pct} of {truth_words} like this one ({cell}; {n} tasks) were called {verdict}"}
+           "text": f"in calibration, {k} of {n} {truth_words} like this one ({cell}) were called {verdict} ({ci})"}
     if verdict == "emergent":
         ck = cn = 0
         for row in table["coverage"]:
