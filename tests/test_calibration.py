@@ -72,7 +72,8 @@ def test_results_do_not_depend_on_the_worker_count():
 
 def _rows(truths, verdicts, **kw):
     n = len(truths)
-    base = dict(continuous=False, items=500, chance=0.25, metric="acc", n_losses=40, n_runs=6, eta_true=np.nan, eta=np.nan,
+    base = dict(continuous=False, items=500, chance=0.25, metric="acc", n_losses=40, n_runs=6,
+                eta_true=np.nan, eta=np.nan,
                 ci_lo=np.nan, ci_hi=np.nan, loss_lo=2.0, loss_hi=4.0, rise=0.5, sizes=5, shape="x")
     return pd.DataFrame({"truth": truths, "verdict": verdicts} | {k: [v] * n for k, v in (base | kw).items()})
 

@@ -26,7 +26,8 @@ def register(subparsers) -> None:
     p.add_argument("--reps", type=int, default=None,
                    help="tasks per cell (full, fast) or planted thresholds (independent); default per grid")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2; results do not depend on it)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples per task (default 1000, as analyze)")
+    p.add_argument("--bootstrap", type=int, default=1000,
+                   help="bootstrap resamples per task (default 1000, as analyze)")
     p.add_argument("--out", default="calibration-results", metavar="DIR",
                    help="where GRID/tasks.csv, cells.csv, summary.json and summary.md go")
     p.add_argument("--shard", metavar="I/K", help="run only the I-th of K slices of the grid (0-based) and write "

@@ -236,7 +236,7 @@ def grid(name: str, reps: int | None = None) -> list[Condition]:
 
 def run_one(c: Condition, bootstrap: int = 1000) -> dict:
     """Plant one task, analyse it as a user's table, score the verdict."""
-    from losslens.analysis.report import analyze
+    from losslens.analysis.pipeline import analyze
     from losslens.analysis.table import TidyTable, validate
 
     df, eta_true = planted_table(c)
@@ -375,7 +375,7 @@ def targets(rows: pd.DataFrame, min_coverage_n: int = 50) -> list[dict]:
     add("false emergent on smooth/flat <= 1% (overall)", float((neg["verdict"] == "emergent").mean()), len(neg),
         (neg["verdict"] == "emergent").mean() <= 0.01)
     add("false emergent <= 1% in every cell (max over cells)", float(worst.max()), len(neg), worst.max() <= 0.01,
-        "worst: " + " / ".join(str(getattr(x, "item", lambda: x)()) for x in worst.idxmax()))
+        "worst: " + " / ".join(str(x.item() if hasattr(x, "item") else x) for x in worst.idxmax()))
     big = thr[(thr["rise"] >= 0.4) & (thr["items"] >= 200) & (thr["sizes"] >= 4)]
     p = float((big["verdict"] == "emergent").mean()) if len(big) else float("nan")
     add("power >= 80% (rise >= 0.4, items >= 200, sizes >= 4)", p, len(big), p >= 0.8)
@@ -541,7 +541,8 @@ def _fmt(x, spec=".3f"):
 def _pct_ci(d, name):
     if not d.get(f"{name}_n") or _fmt(d.get(name)) == "-":
         return "-"
-    return f"{100 * d[name]:.1f} [{100 * d[f'{name}_lo']:.0f}, {100 * d[f'{name}_hi']:.0f}] ({d[f'{name}_k']}/{d[f'{name}_n']})"
+    lo, hi, k, n = (d[f"{name}_{x}"] for x in ("lo", "hi", "k", "n"))
+    return f"{100 * d[name]:.1f} [{100 * lo:.0f}, {100 * hi:.0f}] ({k}/{n})"
 
 
 def markdown(summary: dict[str, pd.DataFrame], target_rows: list[dict], title: str) -> str:
@@ -551,7 +552,8 @@ def markdown(summary: dict[str, pd.DataFrame], target_rows: list[dict], title: s
         holds = "n/a" if t["holds"] is None else ("yes" if t["holds"] else "NO")
         lines.append(f"| {t['target']} | {_fmt(t['value'])} | {t['n']} | {holds} | {t['where']} |")
     lines += ["", "Verdicts by truth and items (rates in %; coverage: [Wilson 95%] (k/n)):", "",
-              "| truth | tasks | emergent | smooth | not_emerged | inconclusive | coverage | median width | median bias |",
+              "| truth | tasks | emergent | smooth | not_emerged | inconclusive | coverage | median width "
+              "| median bias |",
               "|---|---|---|---|---|---|---|---|---|"]
     for _, d in summary["by_items"].iterrows():
         d = d.to_dict()
@@ -566,9 +568,11 @@ def markdown(summary: dict[str, pd.DataFrame], target_rows: list[dict], title: s
     for _, d in summary["coverage"].iterrows():
         d = d.to_dict()
         lines.append(f"| {d['items']} | {d['shape']} | {d['chance']:g} | {d['n']} | {_pct_ci(d, 'power')} | "
-                     f"{100 * d['false_smooth']:.1f} | {_pct_ci(d, 'coverage')} | {_fmt(d['width'])} | {_fmt(d['bias'], '+.3f')} |")
+                     f"{100 * d['false_smooth']:.1f} | {_pct_ci(d, 'coverage')} | {_fmt(d['width'])} "
+                     f"| {_fmt(d['bias'], '+.3f')} |")
     lines += ["", "Smooth and flat by (shape, items): false emergent and not_emerged:", "",
-              "| truth | shape | items | n | false emergent % | not_emerged % | inconclusive % |", "|---|---|---|---|---|---|---|"]
+              "| truth | shape | items | n | false emergent % | not_emerged % | inconclusive % |",
+              "|---|---|---|---|---|---|---|"]
     neg = summary["cells"][summary["cells"]["truth"] != "threshold"]
     for (truth, shape, items), g in neg.groupby(["truth", "shape", "items"], sort=True):
         k, n = int(g["false_emergent_k"].sum()), int(g["n"].sum())
@@ -590,8 +594,8 @@ def markdown(summary: dict[str, pd.DataFrame], target_rows: list[dict], title: s
 
 def write_results(rows: pd.DataFrame, out: str | Path, name: str) -> dict:
     """tasks.csv, cells.csv, summary.json and summary.md under `out`/`name`; returns the summary."""
-    from losslens.analysis.report import _jsonable
     from losslens.io import atomic_open, write_json, write_text
+    from losslens.io import jsonable as _jsonable
 
     out = Path(out) / name
     summary = summarize(rows)
