@@ -265,3 +265,23 @@ def test_cli_config_is_used_and_a_bad_one_is_one_line_exit_2(df, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f"losslens analyze: error: {bad}: analysis.same_loss.alpha: expected a number, "
                                    "got str 'x'")
+
+
+def test_an_emergence_result_is_a_notebook_result(df):
+    """The emergence part of the API: a frame row with verdict, reason, eta interval, p, q and the
+    calibration's error rate; a short repr; Jupyter HTML; the report's figure."""
+    from losslens.analysis.emergence import analyze_emergence
+
+    sub = df[df["task"] == "jump"].reset_index(drop=True)
+    e = analyze_emergence(sub, EmergenceConfig(), seed=0)
+    frame = e.to_frame()
+    assert list(frame.columns[:7]) == ["task", "metric", "verdict", "reason_code", "eta", "eta_lo", "eta_hi"]
+    assert {"lrt_p", "q_value", "error_rate", "error_rate_text"} <= set(frame.columns)
+    row = frame.iloc[0]
+    assert row["verdict"] == e.verdict and row["reason_code"] == e.reason_code
+    if e.verdict == "emergent":
+        assert row["eta_lo"] <= row["eta"] <= row["eta_hi"]
+    assert repr(e).startswith("EmergenceResult(task='jump'") and len(repr(e)) < 200
+    assert "<table" in e._repr_html_() and json.loads(e.to_json())["verdict"] == e.verdict
+    fig = e.plot(sub)
+    assert fig.axes and fig.axes[0].get_title().startswith("jump")

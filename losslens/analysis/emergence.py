@@ -41,7 +41,9 @@ import pandas as pd
 from scipy import optimize, special, stats
 
 from losslens.analysis import stats as st
+from losslens.analysis.result import Result
 from losslens.analysis.table import is_binomial, is_proportion
+from losslens.fmt import num
 
 VERDICTS = ("emergent", "smooth", "not_emerged", "inconclusive")
 THRESHOLD_FITS = ("elbow", "elbow_saturating")  # the two forms of Eq. 3; the rest are smooth
@@ -58,11 +60,15 @@ REASONS = {
     "too_few_losses_above_eta": "too few distinct losses above eta to show a plateau: checkpoints at higher loss",
     "too_few_losses_below_eta": "too few distinct losses below eta to show the rise: checkpoints at lower loss",
     "one_run_on_a_side": "all points on one side of eta come from one run: model identity could explain the jump",
-    "plateau_not_at_chance": "above eta the task is measurably away from chance (above or below it by more than delta)",
-    "plateau_too_noisy": "above eta the level is not known to within delta of chance: more items or checkpoints above eta",
+    "plateau_not_at_chance": ("above eta the task is measurably away from chance (above or below it by more "
+                              "than delta)"),
+    "plateau_too_noisy": ("above eta the level is not known to within delta of chance: more items or "
+                          "checkpoints above eta"),
     "rise_too_small": "below eta the task is known to stay within delta of chance: not an ability",
-    "presence_too_noisy": "below eta the task is not known to be more than delta above chance: more items or lower losses",
-    "smooth_alternative_fits": "a smooth curve (no threshold) explains the data as well as Eq. 3: more checkpoints near eta",
+    "presence_too_noisy": ("below eta the task is not known to be more than delta above chance: more items "
+                           "or lower losses"),
+    "smooth_alternative_fits": ("a smooth curve (no threshold) explains the data as well as Eq. 3: more "
+                                "checkpoints near eta"),
     "test_not_run": "the emergence test needs bootstrap > 0",
     "not_significant_after_fdr": "passes every test, but not after false-discovery-rate control across the analysis",
 }
@@ -732,7 +738,8 @@ def decide(ev: Evidence, cfg: EmergenceConfig) -> tuple[str, str, list[str]]:
     for side, r in (("above", pl), ("below", be)):
         if r.n_runs < min(2, ev.n_runs):
             return inc, "one_run_on_a_side", [f"every point {side} eta comes from one run of {ev.n_runs}: "
-                                              f"model identity, not loss, could explain the jump; checkpoints of other runs there would settle it"]
+                                              "model identity, not loss, could explain the jump; checkpoints of "
+                                              "other runs there would settle it"]
     if pl.p_within(d) >= ea:
         away = pl.p_over(d) < ea or pl.p_under(-d) < ea
         return inc, "plateau_not_at_chance" if away else "plateau_too_noisy", [
@@ -742,7 +749,8 @@ def decide(ev: Evidence, cfg: EmergenceConfig) -> tuple[str, str, list[str]]:
     if pk.p_over(d) >= ea:
         small = pk.p_under(d) < ea
         return inc, "rise_too_small" if small else "presence_too_noisy", [
-            f"at the lowest losses below eta the task is {'known to stay within' if small else 'not known to be more than'} "
+            f"at the lowest losses below eta the task is "
+            f"{'known to stay within' if small else 'not known to be more than'} "
             f"{d} above chance (mean {pk.mean:.3g}, se {pk.se:.2g})"
             + ("" if small else ": more items, or checkpoints at lower loss")]
     if ev.lrt_p is None:
@@ -782,9 +790,10 @@ def lookup_error_rates(e) -> dict | None:
         return None
 
 
-@dataclasses.dataclass
-class EmergenceResult(Evidence):
-    """The evidence with its verdict, reason code, sentences, q-value and measured error rates."""
+@dataclasses.dataclass(repr=False)
+class EmergenceResult(Result, Evidence):
+    """The evidence with its verdict, reason code, sentences, q-value and measured error rates; in a
+    notebook, `to_frame()`, a short repr, an HTML view and `plot(data)` (losslens.analysis.result)."""
 
     verdict: str = "inconclusive"
     reason_code: str = "too_few_losses"
@@ -826,10 +835,34 @@ class EmergenceResult(Evidence):
         d.update(rival=self.rival, rival_delta_bic=self.rival_delta_bic)
         return d
 
-    def summary(self) -> str:
-        def f(x, fmt=".3g"):
-            return "-" if x is None else format(x, fmt)
+    def rows(self) -> list[dict]:
+        """One row: verdict, reason code, eta and its interval (emergent only), the test's p and q, and
+        the measured rate of this verdict being wrong for a task like this one (calibration)."""
+        emergent = self.verdict == "emergent"
+        lo, hi = self.eta_ci if emergent and self.eta_ci else (None, None)
+        rates = self.error_rates or {}
+        return [{"task": self.task, "metric": self.metric, "verdict": self.verdict, "reason_code": self.reason_code,
+                 "eta": self.eta if emergent else None, "eta_lo": lo, "eta_hi": hi, "lrt_p": self.lrt_p,
+                 "q_value": self.q_value, "error_rate": rates.get("false_rate"),
+                 "error_rate_n": rates.get("n"), "error_rate_text": rates.get("text")}]
 
+    def _repr_items(self) -> dict:
+        items = {"task": self.task, "metric": self.metric, "verdict": self.verdict, "reason": self.reason_code}
+        if self.verdict == "emergent":
+            items.update(eta=self.eta, eta_ci=list(self.eta_ci) if self.eta_ci else None)
+        return items
+
+    def plot(self, data: pd.DataFrame, x_label: str = "loss"):
+        """Performance against loss for `data`, the (task, metric) slice this was computed from, with eta,
+        its interval and the Eq. 3 fit when emergent (the report's figure)."""
+        from types import SimpleNamespace
+
+        from losslens.analysis import figures
+
+        return figures.draw_task(data, SimpleNamespace(emergence=self, task=self.task, metric=self.metric), x_label)
+
+    def summary(self) -> str:
+        f = num
         lines = [f"{self.task} / {self.metric}: {self.verdict.upper()} ({self.reason_code})"]
         if self.eta is not None:
             ci = f" [{f(self.eta_ci[0], '.4g')}, {f(self.eta_ci[1], '.4g')}]" if self.eta_ci else ""

@@ -32,6 +32,7 @@ from scipy.interpolate import BSpline
 
 from losslens.analysis import stats as st
 from losslens.analysis.result import Result
+from losslens.fmt import num
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,7 +276,7 @@ class SameLossResult(Result):
 
     def summary(self) -> str:
         def f(v):
-            return "-" if v is None else f"{v:+.3f}"
+            return num(v, "+.3f")
 
         lines = [f"{self.task} / {self.metric}: same-loss "
                  f"{'holds' if self.holds else 'fails' if self.holds is False else 'not shown'}"
