@@ -76,7 +76,9 @@ def size_test(s, name="log_params", axis="loss") -> dict:
 
 def task_numbers(t) -> dict:
     e, s = t.emergence, t.same_loss
-    return {"verdict": e.verdict, "eta": r(e.eta, 3), "eta_ci": [r(c, 3) for c in e.eta_ci] if e.eta_ci else None,
+    return {"verdict": e.verdict, "reason_code": e.reason_code, "chance": r(e.chance, 4),
+            "chance_source": e.chance_source, "lrt_p": r(e.lrt_p, 4), "q_value": r(e.q_value, 4),
+            "eta": r(e.eta, 3), "eta_ci": [r(c, 3) for c in e.eta_ci] if e.eta_ci else None,
             "spearman": r(s.spearman, 3), "r2_loss": r(s.r2_loss, 3), "r2_compute": r(s.r2_compute, 3),
             "compute_excess": r(s.compute_excess, 3), "compute_collapses": s.compute_collapses, "holds": s.holds,
             "log_params": size_test(s), "log_tokens": size_test(s, "log_tokens"),
@@ -102,6 +104,8 @@ def gadre_case(data: Path, out: Path) -> dict:
                                                                                  "inconclusive")}
     categories = {cat: sorted(n for n, p in per_task.items() if p["category"] == cat) for cat in CATEGORY_LABELS}
     categories = {cat: names for cat, names in categories.items() if names}
+    unlabelled = {p["category"] for p in per_task.values()} - set(CATEGORY_LABELS)
+    assert not unlabelled, f"no CATEGORY_LABELS entry for {sorted(unlabelled)}"
     alpha, delta = EmergenceConfig().alpha, EmergenceConfig().delta
     rising = [t.task for t in tasks if t.emergence.trend_p is not None and t.emergence.trend_p < alpha]
     fails = {t.task: failing_covariates(t.same_loss) for t in tasks if t.same_loss.holds is False}
@@ -198,14 +202,18 @@ def gadre_figures(table, report, per_task, out: Path) -> None:
 def task_map_figure(per_task: dict, path: Path) -> None:
     """Each task's normalised performance at the highest vs the lowest losses, by verdict (category)."""
     style = {"smooth": ("tab:green", "o"), "emergent": ("tab:red", "*"), "not_emerged": ("grey", "o"),
-             "rises_without_threshold": ("tab:blue", "o"), "threshold_not_at_chance": ("tab:orange", "s"),
+             "smooth_alternative_fits": ("tab:blue", "o"), "not_significant_after_fdr": ("tab:pink", "*"),
+             "plateau_not_at_chance": ("tab:orange", "s"), "plateau_too_noisy": ("tab:brown", "s"),
+             "rise_too_small": ("tab:olive", "v"), "presence_too_noisy": ("tab:cyan", "v"),
              "no_rise": ("tab:purple", "D")}
+    style.update({cat: ("black", "P") for cat in {p["category"] for p in per_task.values()} - set(style)})
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     for cat, (colour, marker) in style.items():
         pts = [(p["high_mean"], p["low_mean"], p["holds"]) for p in per_task.values() if p["category"] == cat]
         if not pts:
             continue
         x, y, holds = map(np.array, zip(*pts))
+        holds = np.array([h is not False for h in holds], bool)  # hollow only where same-loss fails
         ax.scatter(x[holds], y[holds], color=colour, marker=marker, s=40, label=f"{cat.replace('_', ' ')} ({len(pts)})")
         ax.scatter(x[~holds], y[~holds], facecolors="none", edgecolors=colour, marker=marker, s=40)
     for name, p in per_task.items():
@@ -276,6 +284,10 @@ def olmo_case(data: Path, out: Path) -> dict:
     report = analyze(table, seed=SEED, bootstrap=BOOTSTRAP, permutations=PERMUTATIONS)
     return {
         "counts": report.counts(), "n_pairs": len(report.tasks),
+        "verdicts": {f"{t.task}/{t.metric}": {"verdict": t.verdict, "reason_code": t.emergence.reason_code,
+                                              "chance": r(t.emergence.chance, 4),
+                                              "chance_source": t.emergence.chance_source,
+                                              "q_value": r(t.emergence.q_value, 4)} for t in report.tasks},
         "emergent": {f"{t.task}/{t.metric}": {"eta": r(t.emergence.eta, 2),
                                               "eta_ci": [r(c, 2) for c in t.emergence.eta_ci]}
                      for t in report.tasks if t.verdict == "emergent"},
@@ -427,16 +439,24 @@ def oddities(data: Path) -> dict:
 
 # ----------------------------------------------------------------------------- what the doc quotes
 
-CATEGORY_LABELS = {
-    "smooth": "smooth: above chance at the highest losses, rising",
-    "emergent": "emergent: at chance, then present (no smooth rival fits as well as Eq. 3)",
-    "rises_without_threshold": "inconclusive: rises from chance, no threshold stands out",
-    "threshold_not_at_chance": "inconclusive: a threshold shape, but a chance test fails "
-                               "(plateau, size of the rise or eta)",
-    "no_rise": "inconclusive: slightly above chance, no rise",
-    "noisy_near_chance": "inconclusive: no rise, too noisy to place at chance",
-    "untestable": "inconclusive: no chance level or too few losses",
-    "not_emerged": "not_emerged: never leaves chance",
+CATEGORY_LABELS = {  # the verdict, with `inconclusive` split by its reason code (emergence.REASONS)
+    "smooth": "smooth: rising, and more than delta above chance at the highest losses",
+    "emergent": "emergent: absent above eta, present below it, and Eq. 3 beats every smooth curve (LRT)",
+    "not_significant_after_fdr": "inconclusive: passes every test, but not after FDR control (BH q > 0.05)",
+    "smooth_alternative_fits": "inconclusive: absent above eta and present below, but a smooth curve fits "
+                               "about as well (LRT p >= 0.01)",
+    "plateau_not_at_chance": "inconclusive: above eta measurably away from chance (by more than delta)",
+    "plateau_too_noisy": "inconclusive: above eta not known to be within delta of chance",
+    "rise_too_small": "inconclusive: below eta known to stay within delta of chance",
+    "presence_too_noisy": "inconclusive: below eta not known to be more than delta above chance",
+    "no_rise": "inconclusive: no significant rise, not known to be at chance",
+    "too_few_losses_above_eta": "inconclusive: too few distinct losses above eta",
+    "too_few_losses_below_eta": "inconclusive: too few distinct losses below eta",
+    "one_run_on_a_side": "inconclusive: every point on one side of eta from one run",
+    "no_chance_level": "inconclusive: no chance level",
+    "too_few_losses": "inconclusive: too few distinct losses",
+    "test_not_run": "inconclusive: emergence test not run (bootstrap 0)",
+    "not_emerged": "not_emerged: the lowest-loss models are known to be within delta of chance",
 }
 
 
