@@ -60,7 +60,7 @@ def test_python_construction_is_checked_by_validate_and_lists_are_copied():
 
 def test_knobs_lists_every_key_with_its_constraint():
     rows = {k.key: k for k in knobs(TrainConfig)}
-    assert rows["precision"].constraint == "one of fp32, bf16" and rows["lr"].constraint == "positive"
+    assert rows["precision"].constraint == "one of auto, fp32, bf16" and rows["lr"].constraint == "positive"
     assert rows["warmup_fraction"].constraint == "in [0, 1)"
     world = {k.key: k for k in knobs(WorldConfig)}
     assert world["genres.exam.options"].constraint == "in [2, 5]" and world["genres.exam.options"].default == 4

@@ -23,7 +23,7 @@ def test_gpu_slots_whole_gpus_per_job_or_shares_of_one():
 @pytest.mark.parametrize("bad", [-1.0, 0.3, 1.5])
 def test_num_gpus_must_be_whole_or_a_unit_fraction(bad):
     with pytest.raises(InputError, match="executor.num_gpus"):
-        ExecutorConfig(num_gpus=bad).validate(source="ladder.toml")
+        ExecutorConfig(num_gpus=bad).validate(source="ladder.toml", prefix="executor")  # as the ladder calls it
     ExecutorConfig(num_gpus=0.25).validate(source="ladder.toml")
 
 

@@ -29,12 +29,12 @@ import dataclasses
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from losslens.analysis.pipeline import AnalysisReport, analyze
 from losslens.analysis.table import TidyTable, read_db, validate
 from losslens.errors import InputError
+from losslens.fmt import num
 from losslens.io import jsonable, write_json
 
 # Which metrics count as discontinuous (all-or-nothing per item) and which as continuous, by task type.
@@ -225,12 +225,12 @@ def claims_from_summary(summary: dict) -> list[Claim]:
 
 
 def _claim(key: str, status: str, evidence, reason: str = "", **details) -> Claim:
+    """A claim; one that has no evidence lines (nothing to test it on) shows its reason as evidence."""
     label, text = CLAIM_TEXT[key]
-    return Claim(key, label, status, tuple(evidence), reason, text, details)
+    return Claim(key, label, status, tuple(evidence) or ((reason,) if reason else ()), reason, text, details)
 
 
-def _f(x, spec: str = ".3g") -> str:
-    return "-" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(x, spec)
+_f = num  # one number format for every table (losslens.fmt)
 
 
 def _eta_line(t) -> str:

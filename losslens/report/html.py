@@ -323,8 +323,8 @@ def training_section(logs: list[TrainingLog], figure: str | None) -> Html:
              "-" if log.mfu is None else f"{100 * log.mfu:.1f}%"] for log in logs]
     parts.append(_table(["run", "steps", "final training loss", "tokens/s", "MFU"], rows, {1, 2, 3, 4}))
     if figure:
-        parts.append(Html(f'<div class="figs"><figure><img src="figures/{escape(figure)}" '
-                          f'alt="training loss per step"></figure></div>'))
+        parts.append(Html(f'<div class="figs"><figure><img src="figures/{escape(figure)}" data-axis="training" '
+                          f'data-task="" data-metric="" alt="training loss per step"></figure></div>'))
     return _join(parts)
 
 
