@@ -44,6 +44,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_throughput import build as build_untrained  # noqa: E402
 from eval_throughput import machine, write_section  # noqa: E402
 
 GEN_TOKENS = 64
@@ -51,20 +52,7 @@ GEN_TOKENS = 64
 
 def build(work: Path, seed: int, steps: int, preset: str):
     """World, BPE, and the preset model trained `steps` steps, saved as a Hugging Face dir."""
-    from transformers import AutoTokenizer
-
-    from losslens.data.tokenizer import train_bpe
-    from losslens.evaluate.lm import to_hf_model
-    from losslens.model import LlamaLM, ModelConfig
-
-    world = work / "world"
-    subprocess.run([sys.executable, "-m", "losslens", "world", "--seed", str(seed), "--out", str(world),
-                    "--size-mb", "1"], check=True, stdout=subprocess.DEVNULL)
-    train_bpe((world / "train.txt").read_text().splitlines(), 4096, work / "tok")
-    tokenizer = AutoTokenizer.from_pretrained(work / "tok")
-    torch.manual_seed(seed)
-    cfg = ModelConfig.preset(preset, vocab_size=len(tokenizer), max_seq_len=1024)
-    model = to_hf_model(LlamaLM(cfg))
+    world, tokenizer, model, cfg = build_untrained(preset, work, seed)  # world, BPE and the preset, as there
     ids = torch.tensor(tokenizer((world / "train.txt").read_text()[:2_000_000], add_special_tokens=False)["input_ids"])
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     gen = torch.Generator().manual_seed(seed)

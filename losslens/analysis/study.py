@@ -230,17 +230,16 @@ def _claim(key: str, status: str, evidence, reason: str = "", **details) -> Clai
     return Claim(key, label, status, tuple(evidence) or ((reason,) if reason else ()), reason, text, details)
 
 
-_f = num  # one number format for every table (losslens.fmt)
 
 
 def _eta_line(t) -> str:
     e = t.emergence
     line = f"{t.task}/{t.metric}: {e.verdict}"
     if e.verdict == "emergent" and e.eta is not None:
-        ci = f" [{_f(e.eta_ci[0], '.4g')}, {_f(e.eta_ci[1], '.4g')}]" if e.eta_ci else ""
-        line += f", eta {_f(e.eta, '.4g')}{ci}"
+        ci = f" [{num(e.eta_ci[0], '.4g')}, {num(e.eta_ci[1], '.4g')}]" if e.eta_ci else ""
+        line += f", eta {num(e.eta, '.4g')}{ci}"
     if e.delta_bic is not None:
-        line += f", delta BIC {_f(e.delta_bic, '.1f')}"
+        line += f", delta BIC {num(e.delta_bic, '.1f')}"
     return line
 
 
@@ -250,8 +249,8 @@ def _same_loss_line(t) -> str:
     for name, short in (("log_params", "N"), ("log_tokens", "D")):
         c = s.test("loss", name)
         if c is not None and c.effect is not None:
-            ci = f" [{_f(c.effect_ci[0], '+.3f')}, {_f(c.effect_ci[1], '+.3f')}]" if c.effect_ci else ""
-            parts.append(f"{short} {_f(c.effect, '+.3f')}{ci}/doubling")
+            ci = f" [{num(c.effect_ci[0], '+.3f')}, {num(c.effect_ci[1], '+.3f')}]" if c.effect_ci else ""
+            parts.append(f"{short} {num(c.effect, '+.3f')}{ci}/doubling")
     parts.append(f"compute collapses: {'yes' if s.compute_collapses else 'no'}")
     return ", ".join(parts)
 
@@ -262,8 +261,8 @@ def _backtest_line(t) -> str:
         return f"{t.task}/{t.metric}: no backtest"
     if b.mae is None:
         return f"{t.task}/{t.metric}: {b.verdict} ({b.reason})"
-    return (f"{t.task}/{t.metric}: {b.verdict}, MAE {_f(b.mae)} vs tolerance {_f(b.tolerance)} "
-            f"(fit above {_f(b.cut, '.4g')}, {b.cut_rule})")
+    return (f"{t.task}/{t.metric}: {b.verdict}, MAE {num(b.mae)} vs tolerance {num(b.tolerance)} "
+            f"(fit above {num(b.cut, '.4g')}, {b.cut_rule})")
 
 
 def decide_claims(report: AnalysisReport, other: AnalysisReport | None) -> list[Claim]:
