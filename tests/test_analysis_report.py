@@ -40,6 +40,17 @@ def test_report_json_round_trip_and_determinism(table, tmp_path):
     assert "verdicts: emergent 1, smooth 2, not_emerged 1, inconclusive 0" in text and "same-loss holds" in text
 
 
+def test_worker_processes_give_the_same_report(table):
+    """The (task, metric) pairs shared among worker processes: the same numbers as one process, and
+    progress still reaches every pair."""
+    seen = []
+    one = analyze(table, seed=5, bootstrap=100, permutations=9, workers=1)
+    two = analyze(table, seed=5, bootstrap=100, permutations=9, workers=2,
+                  progress=lambda done, total, what: seen.append(done))
+    assert one.to_dict() == two.to_dict()
+    assert sorted(seen) == list(range(len(seen))) and len(seen) == 2 * len(one.tasks) + 1  # + the scaling law
+
+
 def test_a_real_loss_gets_a_scaling_law_and_a_proxy_never_does(table):
     report = analyze(table, bootstrap=0, permutations=0)
     assert report.scaling_law is not None and report.scaling_law.n_points == table.df.drop_duplicates(

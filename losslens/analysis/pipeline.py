@@ -9,8 +9,12 @@ own target predictions where it made some (OLMo ladder: 7B and 13B; Gadre et al.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import dataclasses
 import importlib
+import multiprocessing
+import os
+import sys
 
 import numpy as np
 import pandas as pd
@@ -214,8 +218,48 @@ def scaling_points(table: TidyTable) -> pd.DataFrame | None:
     return table.df.drop_duplicates(["model", "params", "tokens", "loss"])[["params", "tokens", "loss"]]
 
 
+def default_workers(n_jobs: int) -> int:
+    """Worker processes for `n_jobs` (task, metric) pairs: one per available core (at most 8) once
+    there are 8 pairs or more, on Linux (fork); elsewhere, and below 8 pairs, this process alone."""
+    if n_jobs < 8 or not sys.platform.startswith("linux"):
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, 8, n_jobs // 4))
+
+
+def _in_worker(fn, *args):
+    """Run fn(*args) in a pool worker with one BLAS thread, so the workers do not oversubscribe the cores."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return fn(*args)
+
+
+def _map(fn, argss: list[tuple], pool, progress=None):
+    """[fn(*a) for a in argss], in `pool` if given; progress(i) as each one finishes. The results do not
+    depend on the pool: every call is a pure function of its arguments (its seed among them)."""
+    if pool is None:
+        out = []
+        for i, a in enumerate(argss):
+            if progress is not None:
+                progress(i, a)
+            out.append(fn(*a))
+        return out
+    futures = {pool.submit(_in_worker, fn, *a): i for i, a in enumerate(argss)}
+    out = [None] * len(argss)
+    for done, fut in enumerate(cf.as_completed(futures)):
+        if progress is not None:
+            progress(done, argss[futures[fut]])
+        out[futures[fut]] = fut.result()
+    return out
+
+
 # Sources whose paper predicted held-out targets, and the function that repeats that prediction.
 TARGETS = {"olmo": "olmo_target_errors", "gadre": "gadre_predictions"}
+
+
+def _emergence_job(sub, cfg, seed) -> EmergenceResult:
+    return analyze_emergence(sub, cfg, seed=seed)
 
 
 def analyze_task(job, emergence: EmergenceResult) -> TaskReport:
@@ -257,7 +301,7 @@ def resolve_configs(bootstrap: int | None = None, permutations: int | None = Non
 def analyze(table, *, seed: int = 0, bootstrap: int | None = None, permutations: int | None = None,
             backtests: bool = True, scaling_law: bool = True, emergence: EmergenceConfig | None = None,
             same_loss: SameLossConfig | None = None, scaling: ScalingLawConfig | None = None,
-            same_loss_test: bool = True, progress=None) -> AnalysisReport:
+            same_loss_test: bool = True, workers: int | None = None, progress=None) -> AnalysisReport:
     """Run every analysis on a tidy table: a `TidyTable`, a pandas DataFrame, or a CSV or SQLite store
     path (`as_table`; a bad column is one `InputError` naming it).
 
@@ -270,8 +314,10 @@ def analyze(table, *, seed: int = 0, bootstrap: int | None = None, permutations:
     `backtests` and `scaling_law` skip theirs; the calibration suite uses all three, as none of them
     touches the emergence verdict.
     `progress(done, total, what)`, if given, is called as each (task, metric) pair is analysed
-    (`losslens.progress.Steps` is one). One process: 10,000 points take a few seconds
-    (bench/analysis_speed.py), and the bootstrap's matrix products already use every core."""
+    (`losslens.progress.Steps` is one). `workers` processes share the (task, metric) pairs (None:
+    `default_workers`, one per core from 8 pairs up; 1: this process only); the numbers do not depend
+    on it, as each pair's analysis is a pure function of its data and seed (bench/analysis_speed.py:
+    10,000 points)."""
     table = as_table(table)
     em_cfg, sl_cfg, law_cfg = resolve_configs(bootstrap, permutations, emergence=emergence, same_loss=same_loss,
                                               scaling=scaling)
@@ -289,19 +335,29 @@ def analyze(table, *, seed: int = 0, bootstrap: int | None = None, permutations:
             continue
         jobs.append((sub.reset_index(drop=True), em_cfg, sl_cfg if same_loss_test else None,
                      backtest is not None, seed + i, table.x_label))
-    verdicts = []
-    for done, job in enumerate(jobs):
-        if progress is not None:
-            progress(done, 2 * len(jobs) + bool(scaling_law),
-                     f"emergence {job[0]['task'].iloc[0]} / {job[0]['metric'].iloc[0]}")
-        verdicts.append(analyze_emergence(job[0], em_cfg, seed=job[4]))
-    fdr_adjust(verdicts, em_cfg)  # Benjamini-Hochberg over every (task, metric) of this analysis
-    tasks = []
-    for done, (job, emergence) in enumerate(zip(jobs, verdicts)):
-        if progress is not None:
-            progress(len(jobs) + done, 2 * len(jobs) + bool(scaling_law),
-                     f"{job[0]['task'].iloc[0]} / {job[0]['metric'].iloc[0]}")
-        tasks.append(analyze_task(job, emergence))
+    total = 2 * len(jobs) + bool(scaling_law)
+
+    def step(offset, what, sub_of):
+        if progress is None:
+            return None
+        return lambda done, a: progress(offset + done, total,
+                                        f"{what}{sub_of(a)['task'].iloc[0]} / {sub_of(a)['metric'].iloc[0]}")
+
+    n_workers = default_workers(len(jobs)) if workers is None else max(1, int(workers))
+    # fork (Linux): workers start at once and need no `if __name__ == "__main__"` guard in the caller's
+    # script; they run numpy and scipy only, never the parent's torch threads
+    start = "fork" if sys.platform.startswith("linux") else "spawn"
+    pool = (cf.ProcessPoolExecutor(min(n_workers, len(jobs)), mp_context=multiprocessing.get_context(start))
+            if n_workers > 1 and len(jobs) > 1 else None)
+    try:
+        verdicts = _map(_emergence_job, [(job[0], em_cfg, job[4]) for job in jobs], pool,
+                        step(0, "emergence ", lambda a: a[0]))
+        fdr_adjust(verdicts, em_cfg)  # Benjamini-Hochberg over every (task, metric) of this analysis
+        tasks = _map(analyze_task, [(job, e) for job, e in zip(jobs, verdicts)], pool,
+                     step(len(jobs), "", lambda a: a[0][0])) if jobs else []
+    finally:
+        if pool is not None:
+            pool.shutdown()
     if progress is not None:
         progress(2 * len(jobs), 2 * len(jobs) + bool(scaling_law), "scaling law")
     law = None
