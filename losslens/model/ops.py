@@ -135,23 +135,34 @@ def qkv_rope(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, n_heads: i
         q, k = rope(qk, cos, sin).split((n_heads, n_kv_heads), dim=2)
         return q, k, v
     cos, sin = cos.to(qkv.dtype), sin.to(qkv.dtype)  # bf16 under autocast, as HF does
-    half = qkv.shape[-1] // 2
-    return _QKVRoPE.apply(qkv, cos[..., :half], sin[..., :half], n_heads, n_kv_heads)
+    return _QKVRoPE.apply(qkv, cos, sin[..., :qkv.shape[-1] // 2], n_heads, n_kv_heads)
+
+
+def _rotate_full(x: torch.Tensor, cos: torch.Tensor, sin_half: torch.Tensor, sign: int,
+                 out: torch.Tensor) -> torch.Tensor:
+    """`_rotate` by sign * angle into `out`, with x * cos as one full-width pass (the halves' strided
+    passes are the slow ones). Same values: the same products and sums per element."""
+    x1, x2 = x.chunk(2, dim=-1)
+    out1, out2 = torch.mul(x, cos, out=out).chunk(2, dim=-1)
+    out1.addcmul_(x2, sin_half, value=-sign)
+    out2.addcmul_(x1, sin_half, value=sign)
+    return out
 
 
 class _QKVRoPE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, qkv, cos_half, sin_half, n_heads, n_kv_heads):
-        ctx.save_for_backward(cos_half, sin_half)
+    def forward(ctx, qkv, cos, sin_half, n_heads, n_kv_heads):
+        ctx.save_for_backward(cos, sin_half)
         ctx.heads = (n_heads, n_kv_heads)
         qk, v = qkv.split((n_heads + n_kv_heads, n_kv_heads), dim=2)
-        q, k = _rotate(qk, cos_half, sin_half).split((n_heads, n_kv_heads), dim=2)
+        rotated = _rotate_full(qk, cos, sin_half, 1, torch.empty(qk.shape, dtype=qk.dtype, device=qk.device))
+        q, k = rotated.split((n_heads, n_kv_heads), dim=2)
         return q, k, v
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_q, grad_k, grad_v):
-        cos_half, sin_half = ctx.saved_tensors
+        cos, sin_half = ctx.saved_tensors
         n_heads, n_kv_heads = ctx.heads
         ref = next(g for g in (grad_q, grad_k, grad_v) if g is not None)
         B, T, _, D = ref.shape
@@ -161,7 +172,7 @@ class _QKVRoPE(torch.autograd.Function):
             if g is None:
                 out.zero_()
             else:
-                _rotate(g, cos_half, -sin_half, out=out)  # the rotation's transpose: rotate by -angle
+                _rotate_full(g, cos, sin_half, -1, out)  # the rotation's transpose: rotate by -angle
         if grad_v is None:
             out_v.zero_()
         else:
@@ -248,16 +259,16 @@ def _chunked_cross_entropy(h, weight, targets, ignore_index, with_grad):
             n = h_s.shape[0]
             logits = torch.mm(h_s, w_c.t(), out=logits_buf[:n])
             logp = logp_buf[:n]
-            if logp is not logits:
+            if logp_buf is not logits_buf:
                 logp.copy_(logits)  # .float()
             torch.log_softmax(logp, dim=-1, out=logp)
             loss -= (logp.gather(1, t_s) * w_s).sum()
             if not with_grad:
                 continue
             # d loss / d logits = (softmax - onehot) / n, built in place over the log-probabilities
-            # (rounded once to the matmuls' dtype on the last store)
-            logp.exp_().scatter_add_(1, t_s, -torch.ones_like(w_s))
-            grad_logits = torch.mul(logp, w_s, out=grad_buf[:n])
+            grad_logits = logp.exp_().scatter_add_(1, t_s, -torch.ones_like(w_s)).mul_(w_s)
+            if grad_logits.dtype != dtype:
+                grad_logits = grad_buf[:n].copy_(grad_logits)  # .to(dtype)
             if same:
                 torch.mm(grad_logits, w_c, out=grad_h[s:s + rows])
                 grad_w.addmm_(grad_logits.t(), h_s)
