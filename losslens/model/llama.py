@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from losslens.model.config import ModelConfig
-from losslens.model.ops import linear_cross_entropy, qkv_rope, rms_norm, swiglu
+from losslens.model.ops import linear_cross_entropy, qkv_rope, rms_norm, swiglu, swiglu_pair
 
 
 class RMSNorm(nn.Module):
@@ -81,6 +81,14 @@ class SwiGLU(nn.Module):
         self.down_proj = nn.Linear(cfg.ffn_dim, cfg.d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu"):
+            # fp32 on CPU: gate and up as two matmuls on the weight's halves (the layout is unchanged).
+            # The fused (tokens, 2 ffn_dim) fp32 output and its gradient reach glibc's 32 MB mmap
+            # ceiling at benchmark shape (b), so each step page-faults them in afresh: measured 10-20
+            # ms per layer slower. Under autocast the fused matmul stays (one rounding of the input's
+            # bf16 gradient instead of a sum of two).
+            gate_w, up_w = self.gate_up_proj.weight.chunk(2, dim=0)
+            return self.down_proj(swiglu_pair(F.linear(x, gate_w), F.linear(x, up_w)))
         return self.down_proj(swiglu(self.gate_up_proj(x)))
 
 

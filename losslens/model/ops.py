@@ -189,6 +189,13 @@ def swiglu(gate_up: torch.Tensor) -> torch.Tensor:
     return _SwiGLU.apply(gate_up)
 
 
+def swiglu_pair(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """silu(gate) * up from two separate tensors (the same values as `swiglu` of their concatenation)."""
+    if _plain():
+        return F.silu(gate) * up
+    return _SwiGLUPair.apply(gate, up)
+
+
 class _SwiGLU(torch.autograd.Function):
     """silu(gate) * up; the backward writes both gradients into one buffer (autograd through chunk
     would zero-fill and concatenate them). Each kernel is the one autograd runs, in the same order, so
@@ -211,6 +218,20 @@ class _SwiGLU(torch.autograd.Function):
         torch.mul(grad, s, out=grad_up)  # g silu(gate)
         torch.ops.aten.silu_backward.grad_input(grad * up, gate, grad_input=grad_gate)  # g up silu'(gate)
         return grad_in
+
+
+class _SwiGLUPair(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, gate, up):
+        s = F.silu(gate)
+        ctx.save_for_backward(gate, up, s)
+        return s * up
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        gate, up, s = ctx.saved_tensors
+        return torch.ops.aten.silu_backward(grad * up, gate), grad * s
 
 
 # --- LM head + cross-entropy, without materialising all logits ----------------------------------------
