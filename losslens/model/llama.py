@@ -3,7 +3,8 @@
 Same maths as Hugging Face `LlamaForCausalLM` (rotate-half rotary embeddings, no biases, final
 RMSNorm, optionally tied LM head), so `losslens.model.hf.export_hf` is a plain weight copy. Two
 layout choices for speed: q, k and v come from one fused matmul (`qkv_proj`), and the MLP's gate and
-up projections from another (`gate_up_proj`); the export splits them back into HF's separate weights.
+up projections from one weight (`gate_up_proj`; in fp32 on CPU its two halves run as two matmuls,
+see SwiGLU.forward); the export splits them back into HF's separate weights.
 The elementwise pieces (RMSNorm, rotary, SwiGLU gate, LM head + cross-entropy) live in `ops.py`, with
 hand-written backwards that profiling showed pay off in eager CPU training.
 """

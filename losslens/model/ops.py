@@ -1,10 +1,12 @@
 """The model's elementwise pieces, each with a hand-written backward for eager mode.
 
 Profiling a CPU training step showed autograd through the pieces of RMSNorm, the rotary embedding and
-the SwiGLU gate costing as much as the attention matmuls: eager CPU has no fused RMSNorm kernel, and
-autograd allocates a fresh tensor per elementwise op and zero-fills gradients for chunk/cat. Each
+the SwiGLU gate costing as much as the attention matmuls: eager CPU has no fast RMSNorm kernel
+(`F.rms_norm` and `torch._fused_rms_norm` decompose; re-measured on torch 2.13), and autograd
+allocates a fresh tensor per elementwise op and zero-fills gradients for chunk/cat/split. Each
 function here computes the same formula with fewer passes over memory, and writes its analytic
-gradient straight into one buffer. Under torch.compile the plain formula is used instead (the compiler
+gradient straight into one buffer (RMSNorm's backward borrows LayerNorm's fused kernel). docs/model.md
+has the measurements. Under torch.compile the plain formula is used instead (the compiler
 fuses it better than any hand-written version), and on GPU RMSNorm uses the fused `F.rms_norm`.
 """
 
