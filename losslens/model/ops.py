@@ -233,7 +233,9 @@ class _SwiGLUPair(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         gate, up, s = ctx.saved_tensors
-        return torch.ops.aten.silu_backward(grad * up, gate), grad * s
+        grad_gate = grad * up
+        torch.ops.aten.silu_backward.grad_input(grad_gate, gate, grad_input=grad_gate)  # in place
+        return grad_gate, grad * s
 
 
 # --- LM head + cross-entropy, without materialising all logits ----------------------------------------
