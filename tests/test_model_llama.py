@@ -47,7 +47,7 @@ def test_logits_shape_and_causality():
         model(tokens(1, 49))
 
 
-@pytest.mark.parametrize("gradcheck_case", ["rms_norm", "rope", "swiglu"])
+@pytest.mark.parametrize("gradcheck_case", ["rms_norm", "rms_norm_autocast_path", "rope", "swiglu", "qkv_rope"])
 def test_hand_written_backwards_pass_gradcheck(gradcheck_case):
     g = torch.Generator().manual_seed(0)
 
@@ -55,13 +55,65 @@ def test_hand_written_backwards_pass_gradcheck(gradcheck_case):
         return torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
 
     if gradcheck_case == "rms_norm":
-        fn, args = (lambda x, w: ops._RMSNorm.apply(x, w, 1e-6)), (rand(2, 3, 8), rand(8))
+        fn, args = (lambda x, w: ops.rms_norm(x, w, 1e-6)), (rand(2, 3, 8), rand(8))
     elif gradcheck_case == "rope":
         cos, sin = (t.double() for t in ops_tables(8, 5))
         fn, args = (lambda x: ops._RoPE.apply(x, cos[..., :4], sin[..., :4])), (rand(2, 5, 3, 8),)
-    else:
+    elif gradcheck_case == "swiglu":
         fn, args = ops._SwiGLU.apply, (rand(2, 3, 10),)
+    elif gradcheck_case == "rms_norm_autocast_path":  # the backward through LayerNorm's kernel
+        fn, args = (lambda x, w: ops._RMSNormLN.apply(x, w, 1e-6, torch.float64)), (rand(2, 3, 8), rand(8))
+    else:  # qkv_rope: 3 query heads, 1 kv head; each output alone too (the others' gradients absent)
+        cos, sin = (t.double() for t in ops_tables(8, 5))
+        x = rand(2, 5, 5, 8)
+        for i in range(3):
+            assert torch.autograd.gradcheck(lambda x, i=i: ops.qkv_rope(x, cos, sin, 3, 1)[i], (x,))
+        fn, args = (lambda x: ops.qkv_rope(x, cos, sin, 3, 1)), (x,)
     assert torch.autograd.gradcheck(fn, args)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_ops_give_the_plain_ops_values(dtype):
+    """qkv_rope equals rope on q and k (bitwise), the SwiGLU ops equal autograd's silu(gate) * up."""
+    g = torch.Generator().manual_seed(0)
+    cos, sin = ops_tables(8, 16)
+    qkv = torch.randn(4, 16, 5, 8, generator=g).to(dtype).requires_grad_()
+    q, k, v = ops.qkv_rope(qkv, cos, sin, 3, 1)
+    grads_out = [torch.randn(t.shape, generator=g).to(dtype) for t in (q, k, v)]
+    torch.autograd.backward([q, k, v], grads_out)
+    fused_grad, qkv.grad = qkv.grad, None
+    qk, v2 = qkv.split((4, 1), dim=2)
+    q2, k2 = ops.rope(qk, cos, sin).split((3, 1), dim=2)
+    torch.autograd.backward([q2, k2, v2], grads_out)
+    assert torch.equal(q, q2) and torch.equal(k, k2) and torch.equal(v, v2)
+    assert torch.equal(fused_grad, qkv.grad)
+    gate_up = torch.randn(4, 16, 12, generator=g).to(dtype).requires_grad_()
+    grad_out = torch.randn(4, 16, 6, generator=g).to(dtype)
+    results = []
+    for fn in (ops.swiglu, lambda t: F.silu(t.chunk(2, -1)[0]) * t.chunk(2, -1)[1]):
+        y = fn(gate_up)
+        y.backward(grad_out)
+        results.append((y, gate_up.grad))
+        gate_up.grad = None
+    (y, grad), (y_plain, grad_plain) = results
+    assert torch.equal(y, y_plain) and torch.equal(grad, grad_plain)
+
+
+def test_rms_norm_autocast_output_is_the_cast_of_the_fp32_output():
+    x = torch.randn(3, 7, 16, requires_grad=True)
+    w = (1 + 0.1 * torch.randn(16)).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = ops.rms_norm(x, w, 1e-5)
+        y_bf16 = ops.rms_norm(x, w, 1e-5, autocast_output=True)
+    assert y.dtype == torch.float32  # only where asked
+    assert torch.equal(y, ops.rms_norm(x, w, 1e-5))  # the same forward values as plain fp32
+    assert y_bf16.dtype == torch.bfloat16 and torch.equal(y_bf16, y.to(torch.bfloat16))
+    g = torch.randn(3, 7, 16).to(torch.bfloat16)
+    y_bf16.backward(g)
+    grads_bf16 = x.grad, w.grad
+    x.grad = w.grad = None
+    y.backward(g.float())  # the same upstream gradient, as autocast's cast would pass it back
+    assert torch.equal(grads_bf16[0], x.grad) and torch.equal(grads_bf16[1], w.grad)
 
 
 def ops_tables(head_dim: int, t: int):

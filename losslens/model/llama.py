@@ -15,17 +15,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from losslens.model.config import ModelConfig
-from losslens.model.ops import linear_cross_entropy, rms_norm, rope, swiglu
+from losslens.model.ops import linear_cross_entropy, qkv_rope, rms_norm, swiglu
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float):
+    """`feeds_matmul`: the output only feeds a Linear, so under CPU autocast it may come already cast
+    to the autocast dtype (the same values, one pass less; see ops.rms_norm)."""
+
+    def __init__(self, dim: int, eps: float, feeds_matmul: bool = False):
         super().__init__()
-        self.eps = eps
+        self.eps, self.feeds_matmul = eps, feeds_matmul
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return rms_norm(x, self.weight, self.eps)
+        return rms_norm(x, self.weight, self.eps, autocast_output=self.feeds_matmul)
 
 
 def rope_tables(head_dim: int, max_seq_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,11 +50,8 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         B, T, _ = x.shape
-        q_dim, kv_dim, _ = self.split
-        qk, v = self.qkv_proj(x).split((q_dim + kv_dim, kv_dim), dim=-1)
-        qk = rope(qk.view(B, T, self.n_heads + self.n_kv_heads, self.head_dim), cos, sin)  # q, k at once
-        q, k = qk.split((self.n_heads, self.n_kv_heads), dim=2)
-        v = v.view(B, T, self.n_kv_heads, self.head_dim)
+        qkv = self.qkv_proj(x).view(B, T, self.n_heads + 2 * self.n_kv_heads, self.head_dim)
+        q, k, v = qkv_rope(qkv, cos, sin, self.n_heads, self.n_kv_heads)  # rotary on q and k at once
         # SDPA wants (B, heads, T, head_dim); a KV cache would concatenate past k, v here.
         y = causal_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
@@ -87,9 +87,9 @@ class SwiGLU(nn.Module):
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps, feeds_matmul=True)
         self.attn = Attention(cfg)
-        self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps, feeds_matmul=True)
         self.mlp = SwiGLU(cfg)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

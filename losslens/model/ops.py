@@ -1,10 +1,12 @@
 """The model's elementwise pieces, each with a hand-written backward for eager mode.
 
 Profiling a CPU training step showed autograd through the pieces of RMSNorm, the rotary embedding and
-the SwiGLU gate costing as much as the attention matmuls: eager CPU has no fused RMSNorm kernel, and
-autograd allocates a fresh tensor per elementwise op and zero-fills gradients for chunk/cat. Each
+the SwiGLU gate costing as much as the attention matmuls: eager CPU has no fast RMSNorm kernel
+(`F.rms_norm` and `torch._fused_rms_norm` decompose; re-measured on torch 2.13), and autograd
+allocates a fresh tensor per elementwise op and zero-fills gradients for chunk/cat/split. Each
 function here computes the same formula with fewer passes over memory, and writes its analytic
-gradient straight into one buffer. Under torch.compile the plain formula is used instead (the compiler
+gradient straight into one buffer (RMSNorm's backward borrows LayerNorm's fused kernel). docs/model.md
+has the measurements. Under torch.compile the plain formula is used instead (the compiler
 fuses it better than any hand-written version), and on GPU RMSNorm uses the fused `F.rms_norm`.
 """
 
@@ -20,17 +22,57 @@ def _plain() -> bool:
 
 # --- RMSNorm: y = x / sqrt(mean(x^2) + eps) * weight ---------------------------------------------------
 
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, autocast_output: bool = False) -> torch.Tensor:
+    """RMSNorm over the last dim. With `autocast_output`, under CPU autocast the result comes in the
+    autocast dtype: the same values the matmul it feeds would cast it to, one pass over memory less."""
     if _plain() or x.device.type != "cpu":
         return F.rms_norm(x, weight.shape, weight, eps)
+    if x.dtype in (torch.float32, torch.float64) and weight.dtype == x.dtype and torch.is_autocast_enabled("cpu"):
+        # under autocast only: plain fp32 keeps `_RMSNorm`, whose gradients the trainer's fp32 runs (and
+        # the demo's numbers) were made with; LayerNorm's kernel sums in another order (equal to rounding)
+        out_dtype = torch.get_autocast_dtype("cpu") if autocast_output else x.dtype
+        return _RMSNormLN.apply(x, weight, eps, out_dtype)
     return _RMSNorm.apply(x, weight, eps)
 
 
+def _inv_rms(x: torch.Tensor, eps: float) -> torch.Tensor:
+    r = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.promote_types(x.dtype, torch.float32))
+    return r.square_().div_(x.shape[-1]).add_(eps).rsqrt_()  # 1 / rms, from one reduction pass
+
+
+class _RMSNormLN(torch.autograd.Function):
+    """fp32/fp64 RMSNorm under CPU autocast, whose backward is LayerNorm's fused CPU kernel given mean 0 and rstd 1/rms.
+
+    LayerNorm's input gradient has one term more than RMSNorm's, -rstd * mean(g w) (the mean's own
+    gradient); it is added back from one matrix-vector product. Saves x (not x_hat): no extra tensor."""
+
+    @staticmethod
+    def forward(ctx, x, weight, eps, out_dtype):
+        r = _inv_rms(x, eps)
+        ctx.save_for_backward(x, r, weight)
+        if out_dtype == x.dtype:
+            return (x * r).mul_(weight)
+        # computed in x's dtype, rounded once to out_dtype on store: what autocast's cast would give
+        return torch.mul(x * r, weight, out=torch.empty(x.shape, dtype=out_dtype, device=x.device))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, r, weight = ctx.saved_tensors
+        grad = grad.to(x.dtype)
+        grad_x, grad_weight, _ = torch.ops.aten.native_layer_norm_backward(
+            grad, x, [x.shape[-1]], torch.zeros_like(r), r, weight, None, [True, True, False])
+        mean_gw = torch.mv(grad.reshape(-1, x.shape[-1]), weight).view(r.shape).div_(x.shape[-1])
+        grad_x.addcmul_(r, mean_gw)  # r * (g w - x_hat * mean(g w x_hat))
+        return grad_x, grad_weight, None, None
+
+
 class _RMSNorm(torch.autograd.Function):
+    """RMSNorm for low-precision x (a model cast to bf16): x_hat in x's dtype, reductions in fp32."""
+
     @staticmethod
     def forward(ctx, x, weight, eps):
-        r = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.promote_types(x.dtype, torch.float32))
-        r = r.square_().div_(x.shape[-1]).add_(eps).rsqrt_()  # 1 / rms, from one reduction pass
+        r = _inv_rms(x, eps)
         x_hat = (x * r).to(x.dtype)
         ctx.save_for_backward(x_hat, r, weight)
         return x_hat * weight
@@ -60,10 +102,11 @@ def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     return _RoPE.apply(x, cos[..., :half], sin[..., :half])
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """(x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin), written in place into one new tensor."""
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """(x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin), written in place into `out` (default: a new tensor)."""
     x1, x2 = x.chunk(2, dim=-1)
-    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    if out is None:
+        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     out1, out2 = out.chunk(2, dim=-1)
     torch.mul(x1, cos, out=out1).addcmul_(x2, sin, value=-1)
     torch.mul(x2, cos, out=out2).addcmul_(x1, sin)
@@ -82,32 +125,93 @@ class _RoPE(torch.autograd.Function):
         return _rotate(grad, cos_half, -sin_half), None, None
 
 
+def qkv_rope(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, n_heads: int,
+             n_kv_heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split the fused projection qkv (B, T, heads, head_dim), heads = n_heads + 2 n_kv_heads, into
+    rope(q), rope(k), v, each (B, T, heads', head_dim).
+
+    Same values as `rope` on q and k; the backward writes the three gradients straight into one
+    buffer of qkv's shape (autograd through split would zero-fill and concatenate them: two copies)."""
+    if _plain():
+        qk, v = qkv.split((n_heads + n_kv_heads, n_kv_heads), dim=2)
+        q, k = rope(qk, cos, sin).split((n_heads, n_kv_heads), dim=2)
+        return q, k, v
+    cos, sin = cos.to(qkv.dtype), sin.to(qkv.dtype)  # bf16 under autocast, as HF does
+    return _QKVRoPE.apply(qkv, cos, sin[..., :qkv.shape[-1] // 2], n_heads, n_kv_heads)
+
+
+def _rotate_full(x: torch.Tensor, cos: torch.Tensor, sin_half: torch.Tensor, sign: int,
+                 out: torch.Tensor) -> torch.Tensor:
+    """`_rotate` by sign * angle into `out`, with x * cos as one full-width pass (the halves' strided
+    passes are the slow ones). Same values: the same products and sums per element."""
+    x1, x2 = x.chunk(2, dim=-1)
+    out1, out2 = torch.mul(x, cos, out=out).chunk(2, dim=-1)
+    out1.addcmul_(x2, sin_half, value=-sign)
+    out2.addcmul_(x1, sin_half, value=sign)
+    return out
+
+
+class _QKVRoPE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, qkv, cos, sin_half, n_heads, n_kv_heads):
+        ctx.save_for_backward(cos, sin_half)
+        ctx.heads = (n_heads, n_kv_heads)
+        qk, v = qkv.split((n_heads + n_kv_heads, n_kv_heads), dim=2)
+        rotated = _rotate_full(qk, cos, sin_half, 1, torch.empty(qk.shape, dtype=qk.dtype, device=qk.device))
+        q, k = rotated.split((n_heads, n_kv_heads), dim=2)
+        return q, k, v
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_q, grad_k, grad_v):
+        cos, sin_half = ctx.saved_tensors
+        n_heads, n_kv_heads = ctx.heads
+        ref = next(g for g in (grad_q, grad_k, grad_v) if g is not None)
+        B, T, _, D = ref.shape
+        grad = torch.empty((B, T, n_heads + 2 * n_kv_heads, D), dtype=ref.dtype, device=ref.device)
+        out_q, out_k, out_v = grad.split((n_heads, n_kv_heads, n_kv_heads), dim=2)
+        for g, out in ((grad_q, out_q), (grad_k, out_k)):
+            if g is None:
+                out.zero_()
+            else:
+                _rotate_full(g, cos, sin_half, -1, out)  # the rotation's transpose: rotate by -angle
+        if grad_v is None:
+            out_v.zero_()
+        else:
+            out_v.copy_(grad_v)
+        return grad, None, None, None, None
+
+
 # --- SwiGLU gate: silu(gate) * up, from one [gate | up] tensor ---------------------------------------
 
 def swiglu(gate_up: torch.Tensor) -> torch.Tensor:
-    # Measured on CPU, forward + backward: the hand-written version is ~1.9x faster than autograd in
-    # fp32 but ~15% slower in bf16, so bf16 (autocast) takes the plain formula.
-    if _plain() or gate_up.dtype != torch.float32:
+    if _plain():
         gate, up = gate_up.chunk(2, dim=-1)
         return F.silu(gate) * up
     return _SwiGLU.apply(gate_up)
 
 
 class _SwiGLU(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, gate_up):
-        ctx.save_for_backward(gate_up)
-        gate, up = gate_up.chunk(2, dim=-1)
-        return F.silu(gate).mul_(up)
+    """silu(gate) * up; the backward writes both gradients into one buffer (autograd through chunk
+    would zero-fill and concatenate them). Each kernel is the one autograd runs, in the same order, so
+    the values equal the plain formula's in fp32 and bf16 alike."""
 
     @staticmethod
-    def backward(ctx, grad):
-        (gate_up,) = ctx.saved_tensors
+    def forward(ctx, gate_up):
         gate, up = gate_up.chunk(2, dim=-1)
-        grad_in = torch.empty(gate_up.shape, dtype=gate_up.dtype, device=gate_up.device)
+        s = F.silu(gate)
+        ctx.save_for_backward(gate_up, s)
+        return s * up
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        gate_up, s = ctx.saved_tensors
+        gate, up = gate_up.chunk(2, dim=-1)
+        grad_in = torch.empty(gate_up.shape, dtype=grad.dtype, device=grad.device)
         grad_gate, grad_up = grad_in.chunk(2, dim=-1)
+        torch.mul(grad, s, out=grad_up)  # g silu(gate)
         torch.ops.aten.silu_backward.grad_input(grad * up, gate, grad_input=grad_gate)  # g up silu'(gate)
-        torch.ops.aten.silu.out(gate, out=grad_up).mul_(grad)  # g silu(gate)
         return grad_in
 
 
@@ -143,19 +247,36 @@ def _chunked_cross_entropy(h, weight, targets, ignore_index, with_grad):
     loss = torch.zeros((), dtype=torch.float32, device=h.device)
     # ~16 MB of fp32 logits per chunk. Smaller chunks were faster still on an idle core (8 MB: -20%)
     # but each chunk's ~10 kernels cost a thread sync, which hurts on an oversubscribed CPU.
-    rows = max(128, 2**22 // weight.shape[0])
+    rows = min(max(128, 2**22 // weight.shape[0]), max(h.shape[0], 1))
+    # The chunk's logits, log-probabilities and their gradient live in buffers reused across chunks:
+    # fresh ~16 MB tensors per chunk cost page faults (measured: ~50 ms/step at vocab 4096).
+    vocab = weight.shape[0]
+    logits_buf = torch.empty((rows, vocab), dtype=dtype, device=h.device)
+    logp_buf = logits_buf if dtype == torch.float32 else torch.empty((rows, vocab), dtype=torch.float32,
+                                                                       device=h.device)
+    grad_buf = logp_buf if dtype == torch.float32 or not with_grad else logits_buf
     with torch.autocast(device, enabled=False):
         for s in range(0, h.shape[0], rows):
             h_s, t_s, w_s = h_c[s:s + rows], safe_targets[s:s + rows], row_weight[s:s + rows]
-            logp = torch.log_softmax((h_s @ w_c.t()).float(), dim=-1)
+            n = h_s.shape[0]
+            logits = torch.mm(h_s, w_c.t(), out=logits_buf[:n])
+            logp = logp_buf[:n]
+            if logp_buf is not logits_buf:
+                logp.copy_(logits)  # .float()
+            torch.log_softmax(logp, dim=-1, out=logp)
             loss -= (logp.gather(1, t_s) * w_s).sum()
             if not with_grad:
                 continue
             # d loss / d logits = (softmax - onehot) / n, built in place over the log-probabilities
-            grad_logits = logp.exp_().scatter_add_(1, t_s, -torch.ones_like(w_s)).mul_(w_s).to(dtype)
+            grad_logits = logp.exp_().scatter_add_(1, t_s, -torch.ones_like(w_s)).mul_(w_s)
+            if grad_logits.dtype != dtype:
+                grad_logits = grad_buf[:n].copy_(grad_logits)  # .to(dtype)
             if same:
                 torch.mm(grad_logits, w_c, out=grad_h[s:s + rows])
                 grad_w.addmm_(grad_logits.t(), h_s)
+            elif grad_h.dtype == dtype:
+                torch.mm(grad_logits, w_c, out=grad_h[s:s + rows])
+                grad_w += grad_logits.t() @ h_s
             else:
                 grad_h[s:s + rows] = grad_logits @ w_c
                 grad_w += grad_logits.t() @ h_s
