@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import time
 from pathlib import Path
 
@@ -81,6 +82,17 @@ def baseline_ratio(sub, n_boot: int) -> None:
           f"faster (same statistics: {same})")
 
 
+def timed(fn):
+    """(fn(), wall seconds, CPU seconds of this process and of the worker processes it waited for)."""
+    def cpu():
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    t, c = time.perf_counter(), cpu()
+    out = fn()
+    return out, time.perf_counter() - t, cpu() - c
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", type=int, default=25)
@@ -109,20 +121,18 @@ def main() -> None:
     print(f"same-loss only:              {t_sl:6.2f} s wall")
     baseline_ratio(groups[0], args.bootstrap)
 
-    t, c = time.perf_counter(), time.process_time()
-    report = analyze(table, bootstrap=args.bootstrap, permutations=args.permutations, backtests=False,
-                     scaling_law=False)
-    dt, cpu = time.perf_counter() - t, time.process_time() - c
-    wrong = [x.task for x in report.tasks if x.verdict != EXPECTED[x.task.split("-")[1]]]
-    print(f"full analyze:                {dt:6.2f} s wall, {cpu:6.2f} s CPU   (target <= 20 s wall: "
-          f"{'PASS' if dt <= 20 else 'FAIL'}); verdicts as planted: "
-          f"{len(report.tasks) - len(wrong)}/{len(report.tasks)}" + (f" (wrong: {wrong})" if wrong else ""))
+    for workers in (1, None):  # one process, then the default (one worker process per core)
+        report, dt, cpu = timed(lambda w=workers: analyze(table, bootstrap=args.bootstrap, backtests=False,
+                                                          permutations=args.permutations, scaling_law=False,
+                                                          workers=w))
+        wrong = [x.task for x in report.tasks if x.verdict != EXPECTED[x.task.split("-")[1]]]
+        print(f"full analyze, workers={workers!s:4}: {dt:6.2f} s wall, {cpu:6.2f} s CPU   (target <= 20 s wall: "
+              f"{'PASS' if dt <= 20 else 'FAIL'}); verdicts as planted: "
+              f"{len(report.tasks) - len(wrong)}/{len(report.tasks)}" + (f" (wrong: {wrong})" if wrong else ""))
     if PYTHIA.is_dir():  # a real table of similar size, where many same-loss effects are not null
         real = load_source("pythia", PYTHIA)
-        t, c = time.perf_counter(), time.process_time()
-        analyze(real, bootstrap=args.bootstrap, permutations=args.permutations, backtests=False,
-                scaling_law=False)
-        dt, cpu = time.perf_counter() - t, time.process_time() - c
+        _, dt, cpu = timed(lambda: analyze(real, bootstrap=args.bootstrap, permutations=args.permutations,
+                                           backtests=False, scaling_law=False))
         print(f"full analyze, Pythia evals:  {dt:6.2f} s wall, {cpu:6.2f} s CPU   ({len(real.df)} points, "
               f"{len(list(real.groups()))} (task, metric) pairs; target <= 20 s wall: "
               f"{'PASS' if dt <= 20 else 'FAIL'})")
