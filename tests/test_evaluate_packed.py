@@ -71,14 +71,16 @@ def _full(lm, ctx, cont):
     return sum(float(logp[len(ctx) - 1 + j, t]) for j, t in enumerate(cont))
 
 
-def _check(lm, contexts, choices, tol):
+def _check(lm, contexts, choices, tol, rel=0.0):
+    """Packed scores against full recomputation: |difference| < tol + rel * |full log-prob|."""
     scores = score_choices(lm, contexts, choices)
     worst = 0.0
     for ctx, chs, s in zip(contexts, choices, scores):
         ctx_ids, conts = _encode_item(lm, ctx, chs)
         for k, cont in enumerate(conts):
             assert s.n_tokens[k] == len(cont)
-            worst = max(worst, abs(s.logprobs[k] - _full(lm, ctx_ids, cont)))
+            full = _full(lm, ctx_ids, cont)
+            worst = max(worst, abs(s.logprobs[k] - full) - rel * abs(full))
     assert worst < tol, worst
     return scores
 
@@ -134,10 +136,12 @@ def test_neox_eager_and_bos_tokenizer_are_exact(tokenizer):
 
 
 def test_bf16_scores_are_close_to_full_bf16_recomputation(tokenizer):
-    """bf16 autocast: packed and full runs round differently; 2e-2 nats per continuation at this size."""
+    """bf16 autocast: packed and full runs round differently, by up to one bf16 step (2^-8 relative) of
+    the continuation's log-prob (measured: <= 0.1% of it, 0.023 nats on a -48 nat continuation; an
+    absolute 2e-2 held on one CPU and not on another)."""
     lm = ScoringModel.from_hf(_llama(len(tokenizer)), tokenizer, batch_size=4, dtype="bf16")
     contexts, choices = _items(12, seed=3)
-    _check(lm, contexts, choices, 2e-2)
+    _check(lm, contexts, choices, 5e-3, rel=2**-8)
 
 
 def test_generation_stops_per_item(tokenizer):
