@@ -100,9 +100,9 @@ def planted_curve(c: Condition, loss: np.ndarray, z: np.ndarray) -> tuple[np.nda
     """Normalised performance at each loss (z: standardised log size, for the size offset) and the true
     eta (None unless a threshold)."""
     lo, hi = float(loss.min()), float(loss.max())
+    eta = lo + c.eta_frac * (hi - lo)
+    u = np.clip((eta - loss) / (eta - lo), 0.0, 1.0)   # 0 above eta, 1 at the lowest loss
     if c.truth == "threshold":
-        eta = lo + c.eta_frac * (hi - lo)
-        u = np.clip((eta - loss) / (eta - lo), 0.0, 1.0)
         g = {"linear": lambda: u, "power": lambda: u ** c.power,
              "saturating": lambda: (1 - np.exp(-4 * u)) / (1 - math.exp(-4)),
              "s_shaped": lambda: u * u * (3 - 2 * u)}[c.shape]()
@@ -122,9 +122,8 @@ def planted_curve(c: Condition, loss: np.ndarray, z: np.ndarray) -> tuple[np.nda
             k = 1 + 2 * c.power
             g = np.expm1(k * t) / math.expm1(k)
         return c.offset + c.rise * g + c.size_offset * z, None
-    if c.shape == "majority":                  # rises from declared chance to the constant answer's level
-        u = np.clip((lo + c.eta_frac * (hi - lo) - loss) / (c.eta_frac * (hi - lo)), 0.0, 1.0)
-        return c.offset * u, None               # (`offset`: the majority's share of the way to perfect)
+    if c.shape == "majority":                  # rises as a threshold would, but only from declared chance to
+        return c.offset * u, None               # the constant answer's level (`offset`: its share of perfect)
     return np.full_like(loss, -c.offset if c.shape == "dip" else 0.0), None
 
 
@@ -407,11 +406,11 @@ def targets(rows: pd.DataFrame, min_coverage_n: int = 50) -> list[dict]:
     v = float((thr["verdict"] == "smooth").mean())
     add("thresholds smooth <= 1%", v, len(thr), v <= 0.01)
     cov = thr.dropna(subset=["covered"]).groupby(["items", "shape", "chance"])["covered"]
-    big_cells = cov.agg(["mean", "size"]).query("size >= @min_coverage_n")
+    big_cells = cov.agg(["mean", "sum", "size"]).query("size >= @min_coverage_n")
     if len(big_cells):
         # At ~50 calls a cell, an exactly 95% interval lands outside 93-98% about half the time: a cell
         # fails when its coverage's Wilson 95% interval misses 93-98% entirely, not when its point does.
-        ci = [wilson(round(m * n), n) for m, n in zip(big_cells["mean"], big_cells["size"])]
+        ci = [wilson(int(k), n) for k, n in zip(big_cells["sum"], big_cells["size"])]
         bad = [(lo > 0.98 or hi < 0.93) for lo, hi in ci]
         points = int(((big_cells["mean"] < 0.93) | (big_cells["mean"] > 0.98)).sum())
         names = [" / ".join(map(str, k)) for k, b in zip(big_cells.index, bad) if b]
