@@ -30,7 +30,7 @@ from losslens.errors import InputError
 # must be >= 1 and every other number >= 0 (a few > 0). Checked by name, so a new field is covered.
 PROBABILITIES = {"alpha", "level", "ci_level"}
 MAY_BE_ZERO = {"bootstrap", "permutations"}
-POSITIVE = {"huber_delta", "min_power", "max_power", "max_sigmoid_steepness"}
+POSITIVE = {"huber_delta", "min_power", "max_power", "max_sigmoid_steepness", "critical_factor"}
 
 
 def config_classes() -> dict[str, type]:
