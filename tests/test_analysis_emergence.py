@@ -171,29 +171,42 @@ def test_majority_baseline_replaces_chance_where_it_is_better(seed):
     assert prepare(rise.assign(majority=0.3)).chance == 0.5
 
 
+def _onset(L):
+    eta = L.min() + 0.5 * np.ptp(L)
+    return np.maximum(eta - L, 0) / np.ptp(L)
+
+
+def _exponential_approach(L):
+    return 0.9 * -np.expm1(-_onset(L) / 0.1)
+
+
+def _hill(L):
+    return 0.9 * _onset(L) ** 2 / (_onset(L) ** 2 + 0.1**2)
+
+
 def test_saturating_rise_from_chance_is_emergent_with_the_saturating_form():
     """Flat at chance, then a quick rise that levels off at 0.9: Eq. 3 with a ceiling fits it, whether the
     rise approaches its ceiling exponentially (the saturating form's own shape) or as a Hill curve
-    u^2 / (u^2 + w^2). The eta interval must hold the true eta for the first; a Hill onset at 1000 items
-    is outside Eq. 3's family, and its interval sits ~3% of the range below the foot (docs/analysis.md,
-    'Third pass': what the interval does not cover)."""
-    def onset(L):
-        eta = L.min() + 0.5 * np.ptp(L)
-        return np.maximum(eta - L, 0) / np.ptp(L)
-
-    def exponential(L):
-        return 0.9 * -np.expm1(-onset(L) / 0.1)
-
-    def hill(L):
-        return 0.9 * onset(L) ** 2 / (onset(L) ** 2 + 0.1**2)
-
+    u^2 / (u^2 + w^2); for the first, the eta interval holds the true eta and the estimate lies in it."""
     for seed in range(3):
-        for curve in (exponential, hill):
+        for curve in (_exponential_approach, _hill):
             r = analyze_emergence(_custom(curve, seed), CFG, seed=seed)
             assert r.verdict == "emergent" and r.threshold_fit == "elbow_saturating", r.summary()
-        r = analyze_emergence(_custom(exponential, seed), CFG, seed=seed)
+            if curve is _exponential_approach:
+                true_eta = r.loss_range[0] + 0.5 * (r.loss_range[1] - r.loss_range[0])
+                assert r.eta_ci[0] <= true_eta <= r.eta_ci[1], r.summary()
+                assert r.eta_ci[0] < r.eta < r.eta_ci[1], r.summary()  # the estimate inside its own interval
+
+
+@pytest.mark.xfail(strict=True, reason="known limitation (docs/analysis.md, 'Third pass'): a Hill-shaped onset "
+                   "is outside Eq. 3's two forms, and at 1000 items its interval lies below the true foot")
+def test_hill_shaped_onset_interval_holds_the_true_eta():
+    covered = 0
+    for seed in range(3):
+        r = analyze_emergence(_custom(_hill, seed), CFG, seed=seed)
         true_eta = r.loss_range[0] + 0.5 * (r.loss_range[1] - r.loss_range[0])
-        assert r.eta_ci[0] <= true_eta <= r.eta_ci[1], r.summary()
+        covered += r.eta_ci[0] <= true_eta <= r.eta_ci[1]
+    assert covered >= 2
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -11,7 +11,8 @@ of the declared random-guess value and, where the table has one, the best consta
 2. Fits. Eq. 3 of Du et al. (flat for L >= eta, a monotone rise below) in two forms, the elbow
    y = c0 + s u^p and the saturating elbow y = c0 + s (1 - exp(-(u / w)^p)), u = max(0, eta - L), s >= 0,
    and the smooth alternatives linear, exponential and sigmoid (no threshold), each with its linear part
-   profiled exactly over a grid of its nonlinear parameters.
+   profiled exactly over a grid of its nonlinear parameters (Eq. 3's best point then polished by
+   Nelder-Mead).
 3. Evidence (`gather_evidence`, one `Evidence`):
    - the emergence test: the likelihood ratio T = SSE(best smooth) - SSE(best Eq. 3) on the grids,
      calibrated by a parametric bootstrap under the smooth null (the best smooth fit plus Gaussian noise
@@ -322,10 +323,39 @@ def fit_models(loss, y, w, cfg: EmergenceConfig, designs: dict | None = None) ->
     for name, saturating, k in (("elbow", False, 4), ("elbow_saturating", True, 5)):
         design = designs.get(saturating) if designs else None
         eta, p, ws = elbow_estimates(loss, y[None, :], w[None, :], cfg, design, saturating=saturating)
-        a, b, sse = _lin2(elbow_basis(loss, eta, p, ws), y, w, nonneg=True)
-        params = {"c0": a[0], "s": b[0], "eta": eta[0], "p": p[0]} | ({"w": ws[0]} if saturating else {})
+        eta, p, wsat = _polish(loss, y, w, cfg, float(eta[0]), float(p[0]), float(ws[0]))
+        a, b, sse = _lin2(elbow_basis(loss, eta, p, wsat), y, w, nonneg=True)
+        params = {"c0": a[0], "s": b[0], "eta": eta, "p": p} | ({"w": wsat} if saturating else {})
         fits[name] = _make(name, k, sse[0], n, params)
     return fits
+
+
+def _polish(loss, y, w, cfg: EmergenceConfig, eta: float, p: float, wsat: float):
+    """Nelder-Mead on (eta, log p[, log w]) from the grid estimate, kept only where it lowers the SSE.
+    The fit's grids are coarse (9 powers, 5 widths) and eta trades off against both, so the grid's
+    best point can sit a few eta steps from the continuous optimum, outside the finer profile's
+    interval (a Weibull onset with p 1.5, w 0.15 x range: eta 4.5% of the range too high)."""
+    lo, hi = float(loss.min()), float(loss.max())
+    r = hi - lo
+    sat = bool(np.isfinite(wsat))
+    x0 = np.array([eta, math.log(p)] + ([math.log(wsat)] if sat else []))
+    lower = [lo + 0.01 * r, math.log(cfg.min_power)] + ([math.log(min(cfg.saturation) * r / 2)] if sat else [])
+    upper = [hi + cfg.extend * r, math.log(cfg.max_power)] + ([math.log(max(cfg.saturation) * r * 2)] if sat else [])
+    lower, upper = np.array(lower), np.array(upper)
+
+    def sse(x):
+        x = np.clip(x, lower, upper)
+        return float(_lin2(elbow_basis(loss, x[0], math.exp(x[1]), math.exp(x[2]) if sat else np.inf), y, w,
+                           nonneg=True)[2][0])
+
+    scale = np.array([0.02 * r, 0.1] + ([0.1] if sat else []))
+    simplex = np.vstack([x0] + [x0 + np.diag(scale)[i] for i in range(len(x0))])
+    res = optimize.minimize(sse, x0, method="Nelder-Mead",
+                            options={"initial_simplex": simplex, "xatol": 1e-5, "fatol": 1e-9, "maxiter": 600})
+    x = np.clip(res.x, lower, upper)
+    if sse(x) >= sse(x0):
+        return eta, p, wsat
+    return float(x[0]), float(math.exp(x[1])), float(math.exp(x[2])) if sat else np.inf
 
 
 def elbow_grid(loss, cfg: EmergenceConfig, saturating: bool = False):
@@ -359,7 +389,7 @@ def elbow_estimates(loss, Y, W, cfg: EmergenceConfig, design=None, *, saturating
     y = c0 + s h(L; eta, p, w) is linear in (c0, s) given the rest, so every grid point is scored by a
     few matrix products; the best grid point is then refined in (eta, p) by the peak of a quadratic
     through its 3 x 3 neighbourhood at the best w (eta and p trade off strongly, so a coarse p grid
-    alone makes eta jump). The full-data fit and every bootstrap replicate use this same estimator.
+    alone makes eta jump). `fit_models` then polishes the full-data fit (`_polish`).
     `design` may pass a precomputed `elbow_design(loss, cfg, saturating)`.
     """
     etas, qs, ws, H = design if design is not None else elbow_design(loss, cfg, saturating)
