@@ -221,9 +221,8 @@ def _lin2(h: np.ndarray, y: np.ndarray, w: np.ndarray, *, nonneg: bool = False):
 
 def saturate(z):
     """The saturating rise 1 - exp(-(u / w)^p) from z = p log(u / w) (a Weibull CDF: it starts as
-    (u / w)^p and approaches 1 exponentially). The Hill form u^p / (u^p + w^p) = expit(z) it replaced
-    gave the same power with wider eta intervals (median 15.7% of the loss range against 13.4% at items
-    >= 500 on the calibration suite; docs/analysis.md, 'Third pass')."""
+    (u / w)^p and approaches 1 exponentially). It replaced the Hill form u^p / (u^p + w^p) = expit(z)
+    on the calibration suite (docs/analysis.md, 'Third pass')."""
     with np.errstate(over="ignore"):
         return -np.expm1(-np.exp(z))
 
@@ -277,20 +276,23 @@ def _make(name, k, sse, n, params) -> Fit:
     return Fit(name, k, float(sse), float(sse + k * math.log(n)), {k_: float(v) for k_, v in params.items()})
 
 
+def _nelder_mead(objective, x0, lower, upper, options: dict, simplex=None) -> np.ndarray:
+    """Nelder-Mead on `objective` from x0 inside [lower, upper] (clipped); the end point only where it
+    is better than x0, so a refinement never makes a fit worse than the grid point it started from."""
+    opts = options | ({"initial_simplex": simplex} if simplex is not None else {})
+    res = optimize.minimize(lambda x: objective(np.clip(x, lower, upper)), x0, method="Nelder-Mead", options=opts)
+    x = np.clip(res.x, lower, upper)
+    return x if objective(x) < objective(x0) else x0
+
+
 def _profile(basis, grid: np.ndarray, y, w, *, bounds):
     """Minimise over nonlinear parameters theta (grid, then Nelder-Mead) with the linear part exact."""
-    a, b, sse = _lin2(basis(grid), y, w)
-    best = int(np.argmin(sse))
-    theta0 = grid[best]
+    theta0 = grid[int(np.argmin(_lin2(basis(grid), y, w)[2]))]
 
     def objective(theta):
-        return float(_lin2(basis(np.clip(theta, *bounds)[None, :]), y, w)[2][0])
+        return float(_lin2(basis(theta[None, :]), y, w)[2][0])
 
-    res = optimize.minimize(objective, theta0, method="Nelder-Mead",
-                            options={"xatol": 1e-6, "fatol": 1e-10, "maxiter": 400})
-    theta = np.clip(res.x, *bounds)
-    if objective(theta) > sse[best]:
-        theta = theta0
+    theta = _nelder_mead(objective, theta0, *bounds, {"xatol": 1e-6, "fatol": 1e-10, "maxiter": 400})
     a, b, sse = _lin2(basis(theta[None, :]), y, w)
     return theta, float(a[0]), float(b[0]), float(sse[0])
 
@@ -335,25 +337,20 @@ def _polish(loss, y, w, cfg: EmergenceConfig, eta: float, p: float, wsat: float)
     The fit's grids are coarse (9 powers, 5 widths) and eta trades off against both, so the grid's
     best point can sit a few eta steps from the continuous optimum, outside the finer profile's
     interval (a Weibull onset with p 1.5, w 0.15 x range: eta 4.5% of the range too high)."""
-    lo, hi = float(loss.min()), float(loss.max())
-    r = hi - lo
     sat = bool(np.isfinite(wsat))
+    etas, qs, _ = elbow_grid(loss, cfg)      # the same ranges as the fit's grid and the interval's profile
+    ws = profile_widths(loss, cfg)
     x0 = np.array([eta, math.log(p)] + ([math.log(wsat)] if sat else []))
-    lower = [lo + 0.01 * r, math.log(cfg.min_power)] + ([math.log(min(cfg.saturation) * r / 2)] if sat else [])
-    upper = [hi + cfg.extend * r, math.log(cfg.max_power)] + ([math.log(max(cfg.saturation) * r * 2)] if sat else [])
-    lower, upper = np.array(lower), np.array(upper)
+    lower = np.array([etas[0], qs[0]] + ([math.log(ws[0])] if sat else []))
+    upper = np.array([etas[-1], qs[-1]] + ([math.log(ws[-1])] if sat else []))
 
     def sse(x):
-        x = np.clip(x, lower, upper)
         return float(_lin2(elbow_basis(loss, x[0], math.exp(x[1]), math.exp(x[2]) if sat else np.inf), y, w,
                            nonneg=True)[2][0])
 
-    scale = np.array([0.02 * r, 0.1] + ([0.1] if sat else []))
-    simplex = np.vstack([x0] + [x0 + np.diag(scale)[i] for i in range(len(x0))])
-    res = optimize.minimize(sse, x0, method="Nelder-Mead",
-                            options={"initial_simplex": simplex, "xatol": 1e-5, "fatol": 1e-9, "maxiter": 600})
-    x = np.clip(res.x, lower, upper)
-    if sse(x) >= sse(x0):
+    simplex = x0 + np.vstack([np.zeros(len(x0)), np.diag([0.02 * float(np.ptp(loss)), 0.1, 0.1][:len(x0)])])
+    x = _nelder_mead(sse, x0, lower, upper, {"xatol": 1e-5, "fatol": 1e-9, "maxiter": 600}, simplex)
+    if x is x0:
         return eta, p, wsat
     return float(x[0]), float(math.exp(x[1])), float(math.exp(x[2])) if sat else np.inf
 
@@ -368,6 +365,18 @@ def elbow_grid(loss, cfg: EmergenceConfig, saturating: bool = False):
     ws = r * np.asarray(cfg.saturation, float) if saturating else np.array([np.inf])
     return etas, np.linspace(np.log(cfg.min_power), np.log(cfg.max_power), cfg.n_power), ws
 
+
+def profile_widths(loss, cfg: EmergenceConfig) -> np.ndarray:
+    """The saturating form's widths in eta's profile (and the polish's bounds): the fit's 5 are too coarse
+    a profile (a jagged profile makes a jagged interval), so 1.5 x `profile_powers` of them, log-spaced
+    from half the fit's narrowest to twice its widest."""
+    ws = elbow_grid(loss, cfg, True)[2]
+    return np.geomspace(min(ws) / 2, max(ws) * 2, 3 * cfg.profile_powers // 2)
+
+
+# A basis row whose centred sum of squares is below this share of its raw one is constant up to rounding
+# (a saturating rise at exactly 1 everywhere): its "fit" is rounding noise, so it explains nothing.
+CONSTANT_ROW = 1e-12
 
 # Least-squares fit of a quadratic a + b u + c v + d u^2 + e v^2 + g uv to a 3 x 3 patch (u, v in -1, 0, 1).
 _U, _V = (g.ravel() for g in np.meshgrid([-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0], indexing="ij"))
@@ -416,7 +425,7 @@ def _refined_peak(W, WY, sw, sy, H, etas, qs):
     mean_h = np.divide(sh, sw, out=sh)
     tmp = np.multiply(mean_h, mean_h)
     tmp *= sw
-    flat = shh * 1e-12                                         # a row this close to constant explains nothing
+    flat = shh * CONSTANT_ROW                                  # a row this close to constant explains nothing
     shh -= tmp                                                 # Shh_c = Shh - Sh^2 / Sw
     np.multiply(mean_h, sy, out=tmp)
     shy -= tmp                                                 # Shy_c = Shy - Sh Sy / Sw
@@ -476,7 +485,7 @@ class Explained:
         self.hm = self.hw.sum(1) / sw
         raw = (self.hw * H).sum(1)
         shh = raw - sw * self.hm**2
-        good = shh > 1e-12 * np.maximum(raw, 1e-300)   # a constant basis row explains nothing
+        good = shh > CONSTANT_ROW * np.maximum(raw, 1e-300)   # a constant basis row explains nothing
         self.inv = np.where(good, 1.0 / np.where(good, shh, 1.0), 0.0)
         self.w, self.nonneg = w, nonneg
 
@@ -556,23 +565,22 @@ def eta_interval(loss, y, w, cfg: EmergenceConfig, *, eta_hat: float, phi: float
     within chi2_1(level) x `critical_factor` x `phi` (`dispersion`) of the minimum; the hull where the
     profile has several dips. The eta grid is scanned, then (unless the hull spans an eighth of the grid
     or more) rescanned 40 times finer around it, the ends interpolated. Deterministic."""
-    etas, _, ws = elbow_grid(loss, cfg, True)
+    etas = elbow_grid(loss, cfg)[0]
     qs = np.linspace(np.log(cfg.min_power), np.log(cfg.max_power), cfg.profile_powers)
-    # the fit's 5 widths are too coarse a profile: a jagged profile makes a jagged interval
-    ws = np.geomspace(min(ws) / 2, max(ws) * 2, 3 * cfg.profile_powers // 2)
+    ws = profile_widths(loss, cfg)
     syy = float((w * (y - (w * y).sum() / w.sum()) ** 2).sum())
     # chi2_1 is the kink's asymptotic cut (a continuous threshold, Hansen 2017); the factor is measured on
     # the calibration suite, where onsets outside Eq. 3's family (a smoothstep) need the extra width
     crit = cfg.critical_factor * float(stats.chi2.ppf(cfg.level, 1))
 
     def profile_sse(grid):
-        # in logs, so each basis value is one exp: u^p = exp(p log u), 1 - exp(-(u/w)^p) = saturate(p log(u / w))
         with np.errstate(divide="ignore"):
             logu = np.log(np.maximum(grid[:, None] - loss[None, :], 0.0))        # (E, n), -inf on the plateau
         prof = np.full(len(grid), -np.inf)
         for q in qs:
-            pl = np.exp(q) * logu
-            for H in [np.exp(pl)] + [saturate(pl - np.exp(q) * math.log(wv)) for wv in ws]:
+            up = np.exp(np.exp(q) * logu)                   # u^p: the elbow's basis
+            # 1 - exp(-(u/w)^p) from u^p x w^-p: one exponential per value (expm1) instead of two
+            for H in [up] + [-np.expm1(-up * wv ** -np.exp(q)) for wv in ws]:
                 prof = np.maximum(prof, Explained(H, w, nonneg=True)(y[None, :])[0])
         return syy - prof
 
