@@ -18,10 +18,13 @@ from losslens.analysis.emergence import (
     analyze_emergence,
     bh_qvalues,
     decide,
+    elbow_basis,
     elbow_estimates,
     emergence_test,
     fdr_adjust,
     prepare,
+    profile_at,
+    profile_widths,
     smooth_bases,
 )
 from losslens.analysis.synthetic import ladder_points, planted_table, shape_curve
@@ -258,6 +261,46 @@ def test_same_seed_same_numbers_and_the_interval_ignores_the_seed(planted):
         assert word in text
     d = a.to_dict()
     assert {"reason_code", "q_value", "error_rates", "lrt", "lrt_p", "lrt_null", "chance_source"} <= set(d)
+
+
+def _low_noise_onset(curve, seed, se=0.004):
+    """A continuous metric with a small known standard error (near noise-free) on a 120-point ladder."""
+    pts = ladder_points(seed=seed)
+    v = 0.25 + 0.75 * curve(pts["loss"].to_numpy()) + se * np.random.default_rng(seed + 7).standard_normal(len(pts))
+    return validate(pts.assign(task="t", metric="correct_choice_prob", value=v, stderr=se, chance=0.25))
+
+
+def test_off_grid_onset_with_little_noise_interval_holds_the_true_eta():
+    """In-family onsets whose p (1.7) and w (0.13 x range) lie between the profile's grid points: at this
+    precision a grid step of p moves the SSE by more than the cut, so an interval read off the grids alone
+    is too narrow (it held the true eta on 4 of these 8); the polished profile's ends hold it."""
+    def power(L):
+        return 0.8 * (_onset(L) / 0.5) ** 1.7
+
+    def weibull(L):
+        return 0.9 * -np.expm1(-(_onset(L) / 0.13) ** 1.6)
+
+    covered = 0
+    for curve in (power, weibull):
+        for seed in range(4):
+            r = analyze_emergence(_low_noise_onset(curve, seed), CFG, seed=seed)
+            true_eta = r.loss_range[0] + 0.5 * (r.loss_range[1] - r.loss_range[0])
+            assert r.verdict == "emergent", r.summary()
+            covered += r.eta_ci[0] <= true_eta <= r.eta_ci[1]
+    assert covered >= 7
+
+
+def test_polished_profile_is_never_above_the_grid_profile(planted):
+    """profile_at minimises from the grid's best point, so it can only lower the grid's SSE at that eta."""
+    prep = prepare(_task(planted[0], "emergent"))
+    w = 1 / np.maximum(prep.var, 1e-6)
+    qs = np.linspace(np.log(CFG.min_power), np.log(CFG.max_power), CFG.profile_powers)
+    ws = profile_widths(prep.loss, CFG)
+    syy = float((w * (prep.y - (w * prep.y).sum() / w.sum()) ** 2).sum())
+    for eta in np.quantile(prep.loss, [0.3, 0.5, 0.7, 0.9]):
+        grid_best = max(Explained(elbow_basis(prep.loss, np.full(len(ws), eta), np.exp(q), ws), w, nonneg=True)(
+            prep.y[None, :])[0].max() for q in qs)
+        assert profile_at(prep.loss, prep.y, w, CFG, float(eta)) <= syy - grid_best + 1e-9
 
 
 @pytest.mark.parametrize("saturating", [False, True])

@@ -189,3 +189,15 @@ def test_eta_interval_coverage(fast_rows):
 def test_eta_interval_width(fast_rows):
     t = _target(fast_rows, "median interval width")
     assert t["holds"], t
+
+
+def test_tradeoff_reproduces_the_verdicts_at_the_procedures_level(fast_rows):
+    """At alpha = 0.01 the counterfactual count is exactly the verdicts' (a one-task analysis's FDR step
+    cannot demote p < 0.01); power and false calls can only grow with alpha."""
+    to = cal.tradeoff(fast_rows)
+    at = to[to["alpha"] == 0.01].iloc[0]
+    assert at["power"] == pytest.approx(_target(fast_rows, "power")["value"])
+    neg = fast_rows[fast_rows["truth"] != "threshold"]
+    assert at["false_k"] == int((neg["verdict"] == "emergent").sum())
+    assert to["power"].is_monotonic_increasing and to["false_k"].is_monotonic_increasing
+    assert cal.tradeoff(fast_rows.drop(columns=["lrt_p"])).empty   # rows from before the column

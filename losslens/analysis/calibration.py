@@ -262,6 +262,7 @@ def run_one(c: Condition, bootstrap: int = 1000) -> dict:
     row = dataclasses.asdict(c) | {"metric": c.metric, "verdict": e.verdict, "eta_true": eta_true,
                                    "eta": e.eta, "ci_lo": None, "ci_hi": None, "n_losses": e.n_losses,
                                    "n_runs": e.n_runs, "loss_lo": lo, "loss_hi": hi,
+                                   "reason_code": e.reason_code, "lrt_p": e.lrt_p,
                                    "reason": e.reasons[0] if e.reasons else ""}
     if e.eta_ci is not None:
         row["ci_lo"], row["ci_hi"] = map(float, e.eta_ci)
@@ -370,6 +371,7 @@ def summarize(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
                 for k, g in sub.groupby(keys, sort=True)]
         out[name] = pd.DataFrame(recs)
     out["overall"] = pd.DataFrame([{"all": "all"} | cell_stats(r)])
+    out["tradeoff"] = tradeoff(rows)
     return out
 
 
@@ -414,11 +416,12 @@ def targets(rows: pd.DataFrame, min_coverage_n: int = 50) -> list[dict]:
         bad = [(lo > 0.98 or hi < 0.93) for lo, hi in ci]
         points = int(((big_cells["mean"] < 0.93) | (big_cells["mean"] > 0.98)).sum())
         names = [" / ".join(map(str, k)) for k, b in zip(big_cells.index, bad) if b]
+        listed = f" ({', '.join(names[:6])}{', ...' if len(names) > 6 else ''})" if names else ""
         add(f"coverage 93-98% in every (items, shape, chance) cell with >= {min_coverage_n} emergent "
             "(holds unless a cell's Wilson interval misses 93-98%)",
             float(big_cells["mean"].min()), int(big_cells["size"].sum()), not any(bad),
-            f"{sum(bad)} of {len(big_cells)} cells inconsistent with 93-98% ({', '.join(names[:6])}"
-            f"{', ...' if len(names) > 6 else ''}); {points} outside by point estimate; range "
+            f"{sum(bad)} of {len(big_cells)} cells inconsistent with 93-98%{listed}; {points} outside by "
+            "point estimate; range "
             f"{big_cells['mean'].min():.3f}-{big_cells['mean'].max():.3f}")
     else:
         add(f"coverage 93-98% in every (items, shape, chance) cell with >= {min_coverage_n} emergent", None, 0,
@@ -430,6 +433,37 @@ def targets(rows: pd.DataFrame, min_coverage_n: int = 50) -> list[dict]:
     v = float(w.median()) if len(w) else float("nan")
     add("median interval width <= 15% of the loss range (items >= 500)", v, len(w), v <= 0.15)
     return out
+
+
+ALPHAS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)
+REACHED_TEST = ("emergent", "smooth_alternative_fits", "not_significant_after_fdr")
+
+
+def tradeoff(rows: pd.DataFrame, alphas=ALPHAS) -> pd.DataFrame:
+    """Power against false emergent as the emergence test's level moves, every other rule unchanged:
+    a task would be called emergent at level a when it passed every earlier test (`REACHED_TEST`) and
+    its bootstrap p < a (the FDR step, which on a one-task analysis only binds above its level, is left
+    out). Rows from before the p-value column (no `lrt_p`) give an empty table."""
+    if "lrt_p" not in rows or "reason_code" not in rows:
+        return pd.DataFrame()
+    from scipy import stats
+
+    r = score(rows)
+    reached = r["reason_code"].isin(REACHED_TEST) & r["lrt_p"].notna()
+    big = (r["truth"] == "threshold") & (r["rise"] >= 0.4) & (r["items"] >= 200) & (r["sizes"] >= 4)
+    neg = r["truth"] != "threshold"
+    out = []
+    for a in alphas:
+        called = reached & (r["lrt_p"] < a)
+        cells = called[neg].groupby([r.loc[neg, k] for k in ("truth", "shape", "items", "chance")])
+        above = cells.apply(lambda v: stats.binomtest(int(v.sum()), len(v), 0.01,
+                                                      alternative="greater").pvalue < 0.05)
+        out.append({"alpha": a, "power": float(called[big].mean()) if big.any() else None,
+                    "power_all": float(called[r["truth"] == "threshold"].mean()),
+                    "false_k": int(called[neg].sum()), "false_n": int(neg.sum()),
+                    "worst_cell": float(cells.mean().max()) if neg.any() else None,
+                    "cells_above": int(above.sum())})
+    return pd.DataFrame(out)
 
 
 # ---------------------------------------------------------------- the error-rate lookup
@@ -617,6 +651,17 @@ def markdown(summary: dict[str, pd.DataFrame], target_rows: list[dict], title: s
         lines.append("|---|---|" + "---|" * len(piv.columns))
         for (rise, items), vals in piv.iterrows():
             lines.append(f"| {rise} | {items} | " + " | ".join(_fmt(100 * v, ".0f") for v in vals) + " |")
+    to = summary.get("tradeoff")
+    if to is not None and len(to):
+        lines += ["", "Trade-off: power against false emergent as the emergence test's level alpha moves (every "
+                  "other rule unchanged; a task counts at level a when it passed every earlier test and its "
+                  "bootstrap p < a; the procedure's alpha is 0.01):", "",
+                  "| alpha | power (rise >= 0.4, items >= 200, sizes >= 4) | power, all thresholds | false emergent "
+                  "| worst cell | cells significantly above 1% |", "|---|---|---|---|---|---|"]
+        for _, d in to.iterrows():
+            lines.append(f"| {d['alpha']:g} | {_fmt(100 * d['power'], '.1f')} | {100 * d['power_all']:.1f} | "
+                         f"{int(d['false_k'])}/{int(d['false_n'])} | {100 * d['worst_cell']:.1f}% | "
+                         f"{int(d['cells_above'])} |")
     return "\n".join(lines) + "\n"
 
 
