@@ -375,6 +375,21 @@ def summarize(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return out
 
 
+CELL = ("truth", "shape", "items", "chance")   # a condition cell of the per-cell targets
+
+
+def in_power_region(r: pd.DataFrame) -> pd.Series:
+    """The tasks issue 13's power target is about: planted thresholds, rise >= 0.4, items >= 200, sizes >= 4."""
+    return (r["truth"] == "threshold") & (r["rise"] >= 0.4) & (r["items"] >= 200) & (r["sizes"] >= 4)
+
+
+def significantly_above_1pct(called: pd.Series) -> bool:
+    """A cell's false-emergent count significantly above 1% (one-sided binomial test at 5%)."""
+    from scipy import stats
+
+    return stats.binomtest(int(called.sum()), len(called), 0.01, alternative="greater").pvalue < 0.05
+
+
 def targets(rows: pd.DataFrame, min_coverage_n: int = 50) -> list[dict]:
     """Issue 13's targets, each with its measured value and whether it holds."""
     r = score(rows)
@@ -385,21 +400,18 @@ def targets(rows: pd.DataFrame, min_coverage_n: int = 50) -> list[dict]:
         holds = None if holds is None else bool(holds)     # None: not testable here, or information only
         out.append({"target": name, "where": where, "value": value, "n": int(n), "holds": holds})
 
-    cells = neg.groupby(["truth", "shape", "items", "chance"])["verdict"]
-    worst = cells.apply(lambda v: (v == "emergent").mean())
+    cells = (neg["verdict"] == "emergent").groupby([neg[k] for k in CELL])
+    worst = cells.mean()
     add("false emergent on smooth/flat <= 1% (overall)", float((neg["verdict"] == "emergent").mean()), len(neg),
         (neg["verdict"] == "emergent").mean() <= 0.01)
     # With 40 tasks a cell one false call is 2.5%: a cell fails when its count is significantly above 1%
     # (one-sided binomial test at 5%), not when its point estimate is.
-    from scipy import stats
-
-    above = cells.apply(lambda v: stats.binomtest(int((v == "emergent").sum()), len(v), 0.01,
-                                                  alternative="greater").pvalue < 0.05)
+    above = cells.apply(significantly_above_1pct)
     add("false emergent <= 1% in every cell (max over cells; holds unless a cell is significantly above 1%)",
         float(worst.max()), len(neg), not above.any(),
         f"worst: {' / '.join(str(x.item() if hasattr(x, 'item') else x) for x in worst.idxmax())}; "
         f"{int(above.sum())} of {len(above)} cells significantly above 1%")
-    big = thr[(thr["rise"] >= 0.4) & (thr["items"] >= 200) & (thr["sizes"] >= 4)]
+    big = thr[in_power_region(thr)]
     p = float((big["verdict"] == "emergent").mean()) if len(big) else float("nan")
     add("power >= 80% (rise >= 0.4, items >= 200, sizes >= 4)", p, len(big), p >= 0.8)
     f = flat[flat["items"] >= 200]
@@ -446,18 +458,15 @@ def tradeoff(rows: pd.DataFrame, alphas=ALPHAS) -> pd.DataFrame:
     out). Rows from before the p-value column (no `lrt_p`) give an empty table."""
     if "lrt_p" not in rows or "reason_code" not in rows:
         return pd.DataFrame()
-    from scipy import stats
-
     r = score(rows)
     reached = r["reason_code"].isin(REACHED_TEST) & r["lrt_p"].notna()
-    big = (r["truth"] == "threshold") & (r["rise"] >= 0.4) & (r["items"] >= 200) & (r["sizes"] >= 4)
+    big = in_power_region(r)
     neg = r["truth"] != "threshold"
     out = []
     for a in alphas:
         called = reached & (r["lrt_p"] < a)
-        cells = called[neg].groupby([r.loc[neg, k] for k in ("truth", "shape", "items", "chance")])
-        above = cells.apply(lambda v: stats.binomtest(int(v.sum()), len(v), 0.01,
-                                                      alternative="greater").pvalue < 0.05)
+        cells = called[neg].groupby([r.loc[neg, k] for k in CELL])
+        above = cells.apply(significantly_above_1pct)
         out.append({"alpha": a, "power": float(called[big].mean()) if big.any() else None,
                     "power_all": float(called[r["truth"] == "threshold"].mean()),
                     "false_k": int(called[neg].sum()), "false_n": int(neg.sum()),
@@ -653,9 +662,11 @@ def markdown(summary: dict[str, pd.DataFrame], target_rows: list[dict], title: s
             lines.append(f"| {rise} | {items} | " + " | ".join(_fmt(100 * v, ".0f") for v in vals) + " |")
     to = summary.get("tradeoff")
     if to is not None and len(to):
+        from losslens.analysis.emergence import EmergenceConfig
+
         lines += ["", "Trade-off: power against false emergent as the emergence test's level alpha moves (every "
                   "other rule unchanged; a task counts at level a when it passed every earlier test and its "
-                  "bootstrap p < a; the procedure's alpha is 0.01):", "",
+                  f"bootstrap p < a; the procedure's alpha is {EmergenceConfig().alpha:g}):", "",
                   "| alpha | power (rise >= 0.4, items >= 200, sizes >= 4) | power, all thresholds | false emergent "
                   "| worst cell | cells significantly above 1% |", "|---|---|---|---|---|---|"]
         for _, d in to.iterrows():
